@@ -1,0 +1,1 @@
+"""Fitting and samplers; filled by later issues."""

@@ -1,0 +1,1 @@
+"""Components of the SEDGE model (spec likelihoods, feature priors); filled by later issues."""
