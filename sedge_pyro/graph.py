@@ -602,7 +602,10 @@ class SpecGraph:
             raise GraphError(f"{str(p)!r} does not exist; expected a saved SpecGraph") from err
         except OSError as err:
             raise GraphError(f"cannot read {str(p)!r}: {err}") from err
-        return cls.from_json(text) if suffix == ".json" else cls.from_gml(text)
+        try:
+            return cls.from_json(text) if suffix == ".json" else cls.from_gml(text)
+        except GraphError as err:
+            raise GraphError(f"{str(p)!r}: {err}") from err
 
     # ------------------------------------------------------------------ drawing
 
