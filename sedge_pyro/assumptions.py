@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from sedge_pyro.errors import DataError, TargetError
+from sedge_pyro.errors import DataError
 from sedge_pyro.expr import Factorization, Interval, Var
 from sedge_pyro.graph import natural_key
 
@@ -162,8 +162,6 @@ def _tolerance(name: str, col: pd.Series, tolerance: Tolerance) -> float:
         tolerance = None
     if tolerance is None:
         return DEFAULT_TOLERANCE_SD * float(col.std(ddof=0))
-    if tolerance < 0:
-        raise TargetError(f"tolerance={tolerance!r}: expected a non-negative number")
     return float(tolerance)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +207,7 @@ class Term:
         if self.source not in ("D", "P"):
             raise TargetError(f"Term source {self.source!r}: expected 'D' or 'P'")
         names = [v.name for v in self.lhs + self.rhs]
-        dupes = sorted({n for n in names if names.count(n) > 1}, key=natural_key)
+        dupes = sorted((n for n, k in Counter(names).items() if k > 1), key=natural_key)
         if dupes:
             raise TargetError(f"Term names {', '.join(dupes)} twice: expected each variable once")
 

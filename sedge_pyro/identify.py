@@ -55,7 +55,7 @@ from sedge_pyro.assumptions import (
     positivity_assumption,
     rarity_assumption,
 )
-from sedge_pyro.errors import DataError, TargetError
+from sedge_pyro.errors import DataError, GraphError, TargetError
 from sedge_pyro.expr import Factorization, Interval, Term, Var
 from sedge_pyro.graph import SpecGraph, natural_key
 
@@ -140,7 +140,14 @@ class Identification:
         data = self.seen if data is None else data
         if data is None:
             return []
-        return [(a, a.check(data)) for a in self.assumptions]
+        out = []
+        for a in self.assumptions:
+            try:
+                out.append((a, a.check(data)))
+            except DataError as err:
+                # e.g. training rows without the X_c columns: say so rather than fail the report
+                out.append((a, Check(None, f"not checked: {err}")))
+        return out
 
     def explain(self, data: pd.DataFrame | None = None) -> str:
         """A multi-line account a person reads: status, blocks, X_c, terms and assumptions.
@@ -285,11 +292,30 @@ def _validate_seen(graph: SpecGraph, seen: Any, target: Mapping[str, Any]) -> pd
     return seen
 
 
+def _validate_tolerance(tolerance: Any, target: Mapping[str, Any]) -> None:
+    values = tolerance.items() if isinstance(tolerance, Mapping) else [("tolerance", tolerance)]
+    for name, value in values:
+        if isinstance(tolerance, Mapping) and name not in target:
+            raise TargetError(
+                f"tolerance names {name!r}, which is not a target specification: expected one "
+                f"of {', '.join(target)}"
+            )
+        if value is None and not isinstance(tolerance, Mapping):
+            continue
+        ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        if not ok or not value >= 0:
+            where = "tolerance" if name == "tolerance" else f"tolerance for {name!r}"
+            raise TargetError(f"{where} is {value!r}: expected a non-negative number")
+
+
 def _check_nan(graph: SpecGraph, data: pd.DataFrame) -> None:
-    for col in data.columns:
-        if col in graph and data[col].isna().any():
-            count = int(data[col].isna().sum())
-            raise DataError(f"column {col!r} holds {count} NaN value(s): expected complete rows")
+    cols = [c for c in data.columns if c in graph]
+    counts = data[cols].isna().sum()
+    for col in cols:
+        if counts[col]:
+            raise DataError(
+                f"column {col!r} holds {int(counts[col])} NaN value(s): expected complete rows"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,8 +455,9 @@ def identify(
     'pD(x1, x2 | z1=1) · pD(z2=1 | x2) · pD(x3 | x2, z2=1)'
     """
     if not isinstance(graph, SpecGraph):
-        raise TargetError(f"graph is {type(graph).__name__}: expected an sp.SpecGraph")
+        raise GraphError(f"graph is {type(graph).__name__}: expected an sp.SpecGraph")
     target = _normalize_target(graph, target)
+    _validate_tolerance(tolerance, target)
     targets = list(target)
     query = Term(
         tuple(Var(x) for x in graph.features),
@@ -576,9 +603,12 @@ def identify(
 
     # features joined to no target spec: p(F_0) = p(F_exact) p(F_approx), as the components of
     # F_0 are independent; keeping the d-separated ones apart keeps their term exact
+    # (with nothing conditioned on, F is d-separated from S iff no feature of F feeds a spec
+    # that feeds S: every open path is then x -> z -> S)
+    feeds_s = {x for z in sel_parents for x in g.predecessors(z)}
     split: dict[bool, set[str]] = {True: set(), False: set()}
     for nodes in rest:
-        split[_Local(graph, nodes, set(), sel_parents).exact(nodes, ())] |= nodes
+        split[not (nodes & feeds_s)] |= nodes
     for exact, nodes in split.items():
         if nodes:
             terms.append(Term(free_vars(nodes), (), source="D", exact=exact))
