@@ -421,8 +421,9 @@ class Factorization:
     ) -> pd.DataFrame:
         """Evaluate the product on a discrete joint probability table.
 
-        A factor that is zero makes the product zero even where another factor is undefined
-        (that assignment cannot occur); otherwise an undefined factor makes the product NaN.
+        A factor with positive power that is zero makes the product zero even where another
+        factor is undefined (that assignment cannot occur); otherwise an undefined factor, or a
+        zero raised to a negative power, makes the product NaN.
         A proportional factorization is normalised over its defined entries.
 
         :param joint: see :meth:`Term.evaluate`.
@@ -449,7 +450,9 @@ class Factorization:
                 aligned = out[keys].merge(part, on=keys, how="left")[prob].to_numpy(dtype=float)
             else:
                 aligned = np.full(len(out), float(part[prob].iloc[0]))
-            zero |= aligned == 0
+            # a zero numerator rules the assignment out; a zero denominator leaves it undefined
+            if factor.power > 0:
+                zero |= aligned == 0
             with np.errstate(divide="ignore", invalid="ignore"):
                 powered = np.where(aligned == 0, np.nan, aligned) ** factor.power
             value = value * powered
