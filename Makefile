@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/sedge demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q --doctest-modules sedge_pyro tests
+	$(BIN)/python -m pytest -m "not slow" -q --doctest-modules sedge_pyro models inference tests
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q

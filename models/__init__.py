@@ -1,1 +1,39 @@
-"""Components of the SEDGE model (spec likelihoods, feature priors); filled by later issues."""
+"""Components of the SEDGE model: specification likelihoods, feature priors, masks, the model."""
+
+from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
+from sedge_pyro.models.columns import Column, Columns
+from sedge_pyro.models.conditional import NearestNeighbourConditional
+from sedge_pyro.models.factorized import FactorizedPrior
+from sedge_pyro.models.likelihoods import (
+    BernoulliMLP,
+    CategoricalMLP,
+    ConditionalFlow,
+    GaussianMLP,
+    JointGaussian,
+)
+from sedge_pyro.models.masks import SigmoidMask
+from sedge_pyro.models.nets import mlp
+from sedge_pyro.models.priors import DiffusionPrior, EmpiricalPrior, FlowPrior
+from sedge_pyro.models.sedge import STRUCTURES, SEDGEModel
+
+__all__ = [
+    "STRUCTURES",
+    "BernoulliMLP",
+    "CategoricalMLP",
+    "Column",
+    "Columns",
+    "ConditionalDensity",
+    "ConditionalFlow",
+    "DiffusionPrior",
+    "EmpiricalPrior",
+    "FactorizedPrior",
+    "FlowPrior",
+    "GaussianMLP",
+    "JointGaussian",
+    "NearestNeighbourConditional",
+    "Prior",
+    "SEDGEModel",
+    "SigmoidMask",
+    "data_plate",
+    "mlp",
+]

@@ -6,13 +6,41 @@
 <Status.CONSERVATIVE: 'conservative'>
 """
 
-from sedge_pyro import examples
-from sedge_pyro.errors import DataError, GraphError, NotIdentifiable, SedgeError, TargetError
+from sedge_pyro import datasets, examples
+from sedge_pyro.errors import (
+    DataError,
+    GraphError,
+    NotIdentifiable,
+    OptionError,
+    SedgeError,
+    TargetError,
+)
 from sedge_pyro.expr import Factor, Factorization, Interval, Term, Var
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.identify import Assumption, Check, Component, Identification, Status, identify
 
 __version__ = "0.1.0"
+
+# The torch/Pyro layers load on first use, so graph work (and `sedge identify`) stays light.
+_LAZY = {
+    "models": ("sedge_pyro.models", None),
+    "inference": ("sedge_pyro.inference", None),
+    "SEDGEModel": ("sedge_pyro.models", "SEDGEModel"),
+    "learn_parents": ("sedge_pyro.inference", "learn_parents"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attr is None else getattr(module, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sedge_pyro' has no attribute {name!r}")
+
 
 __all__ = [
     "Assumption",
@@ -25,6 +53,8 @@ __all__ = [
     "Identification",
     "Interval",
     "NotIdentifiable",
+    "OptionError",
+    "SEDGEModel",
     "SedgeError",
     "SpecGraph",
     "Status",
@@ -32,6 +62,10 @@ __all__ = [
     "Term",
     "Var",
     "__version__",
+    "datasets",
     "examples",
     "identify",
+    "inference",
+    "learn_parents",
+    "models",
 ]

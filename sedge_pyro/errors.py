@@ -7,7 +7,14 @@ edge, column, argument) and says what was expected. Each subclass is also a
 
 from __future__ import annotations
 
-__all__ = ["DataError", "GraphError", "NotIdentifiable", "SedgeError", "TargetError"]
+__all__ = [
+    "DataError",
+    "GraphError",
+    "NotIdentifiable",
+    "OptionError",
+    "SedgeError",
+    "TargetError",
+]
 
 
 class SedgeError(Exception):
@@ -24,6 +31,10 @@ class TargetError(SedgeError, ValueError):
 
 class DataError(SedgeError, ValueError):
     """A data frame lacks a column, holds NaNs, or otherwise cannot be used."""
+
+
+class OptionError(SedgeError, ValueError):
+    """An argument or option (a structure, a prior kind, a layer size) has a bad value."""
 
 
 class NotIdentifiable(SedgeError):

@@ -10,6 +10,13 @@ import pytest
 
 matplotlib.use("Agg")
 
+try:  # small models are several times faster on one thread on 2-core machines (STACK-NOTES)
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a hard dependency
+    pass
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():

@@ -1,0 +1,593 @@
+r"""Priors :math:`p(X)` over the features, in the model's normalised units.
+
+Three :class:`~sedge_pyro.models.base.Prior` s, each with ``config()`` (its constructor
+arguments, JSON-ready) so that ``cls(**prior.config())`` followed by ``load_state_dict``
+restores it:
+
+* :class:`EmpiricalPrior` -- the training rows themselves, resampled with replacement (plus
+  optional Gaussian jitter). Nothing to fit, no density.
+* :class:`FlowPrior` -- a normalizing flow built from Pyro's transforms, fit by maximum
+  likelihood; it has a log-density, so Langevin, NUTS and importance weights can use it.
+* :class:`DiffusionPrior` -- a DDPM (Ho et al. 2020): an epsilon network
+  :math:`\epsilon_\theta(x_t, t)` fit by the "simple" denoising loss, with the reverse-chain
+  pieces Algorithm 2 (DPS) and annealed Langevin need (:meth:`DiffusionPrior.eps`,
+  :meth:`~DiffusionPrior.score`, :meth:`~DiffusionPrior.posterior_mean`,
+  :meth:`~DiffusionPrior.step`). No density.
+
+Every ``sample`` takes an optional :class:`torch.Generator`; the base noise is drawn with it on
+the generator's device and moved to the module's device, so a CPU generator seeds a CUDA model
+too.
+
+References:
+* Ho, Jain and Abbeel, Denoising Diffusion Probabilistic Models, NeurIPS 2020.
+* Nichol and Dhariwal, Improved Denoising Diffusion Probabilistic Models, ICML 2021.
+* Durkan, Bekasov, Murray and Papamakarios, Neural Spline Flows, NeurIPS 2019.
+* Papamakarios, Pavlakou and Murray, Masked Autoregressive Flow for Density Estimation,
+  NeurIPS 2017.
+* The SEDGE paper, App. C, Algorithm 2 (diffusion posterior sampling).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.distributions.torch_transform import TransformModule
+from pyro.distributions.transforms import (
+    AffineAutoregressive,
+    Spline,
+    SplineAutoregressive,
+    affine_coupling,
+    spline_coupling,
+)
+from pyro.nn import AutoRegressiveNN
+from torch import nn
+
+from sedge_pyro.errors import DataError, OptionError
+from sedge_pyro.models.base import Prior, data_plate
+from sedge_pyro.models.nets import mlp
+
+__all__ = ["DiffusionPrior", "EmpiricalPrior", "FlowPrior"]
+
+FLOW_KINDS = (
+    "affine_coupling",
+    "spline_coupling",
+    "affine_autoregressive",
+    "spline_autoregressive",
+)
+SCHEDULES = ("cosine", "linear")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _randn(
+    shape: Sequence[int],
+    like: torch.Tensor,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Standard Normal noise with ``like``'s dtype and device, drawn with ``generator``."""
+    if generator is None:
+        return torch.randn(*shape, dtype=like.dtype, device=like.device)
+    z = torch.randn(*shape, dtype=like.dtype, device=generator.device, generator=generator)
+    return z.to(like.device)
+
+
+def _randint(
+    high: int,
+    shape: Sequence[int],
+    device: torch.device,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Uniform integers in ``[0, high)`` on ``device``, drawn with ``generator``."""
+    if generator is None:
+        return torch.randint(high, tuple(shape), device=device)
+    i = torch.randint(high, tuple(shape), device=generator.device, generator=generator)
+    return i.to(device)
+
+
+def _check_rows(x: torch.Tensor, dim: int, who: str) -> None:
+    """Raise :class:`DataError` unless ``x`` is a matrix with ``dim`` columns."""
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise DataError(f"{who}: x has shape {tuple(x.shape)}: expected (n, {dim})")
+
+
+def _resize_buffer_on_load(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, names: Sequence[str]
+) -> None:
+    """Give each named buffer the shape of its entry in ``state_dict`` before loading."""
+    for name in names:
+        value = state_dict.get(prefix + name)
+        old = getattr(module, name)
+        if isinstance(value, torch.Tensor) and value.shape != old.shape:
+            setattr(module, name, torch.empty(value.shape, dtype=old.dtype, device=old.device))
+
+
+# --------------------------------------------------------------------------- empirical
+
+
+class EmpiricalPrior(Prior):
+    """The empirical distribution of the training rows, optionally smoothed by Gaussian jitter.
+
+    :param dim: number of features.
+    :param jitter: standard deviation of the Gaussian noise added to each resampled row, in
+        normalised units (0: the rows exactly).
+
+    :meth:`setup` stores the rows in the persistent buffer ``rows``, so ``state_dict()`` saves
+    them and ``load_state_dict`` accepts rows of any count. There is nothing to fit and no
+    log-density (``has_log_prob`` is ``False``).
+
+    >>> p = EmpiricalPrior(2)
+    >>> p.setup(torch.arange(6.0).reshape(3, 2))
+    >>> tuple(p.sample(5).shape)
+    (5, 2)
+    """
+
+    has_log_prob = False
+
+    def __init__(self, dim: int, jitter: float = 0.0) -> None:
+        super().__init__(dim)
+        if self.dim < 1:
+            raise OptionError(f"dim={dim!r}: expected at least 1")
+        if not jitter >= 0:
+            raise OptionError(f"jitter={jitter!r}: expected a number >= 0")
+        self.jitter = float(jitter)
+        self.rows: torch.Tensor
+        self.register_buffer("rows", torch.empty(0, self.dim), persistent=True)
+
+    def setup(self, x: torch.Tensor) -> None:
+        """Store the training rows ``x`` of shape ``(n, dim)`` (a detached copy)."""
+        _check_rows(x, self.dim, "EmpiricalPrior.setup")
+        if x.shape[0] == 0:
+            raise DataError("EmpiricalPrior.setup: x has no rows: expected at least one")
+        self.rows = x.detach().to(self.rows.device, self.rows.dtype).clone()
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` rows drawn uniformly with replacement, plus ``N(0, jitter^2)`` noise."""
+        if self.rows.shape[0] == 0:
+            raise DataError("EmpiricalPrior.sample: no rows stored: call setup(x) first")
+        idx = _randint(self.rows.shape[0], (int(n),), self.rows.device, generator)
+        x = self.rows[idx]
+        if self.jitter > 0:
+            x = x + self.jitter * _randn(x.shape, x, generator)
+        return x
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        _resize_buffer_on_load(self, state_dict, prefix, ["rows"])
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-ready); the rows travel in ``state_dict()``."""
+        return {"dim": self.dim, "jitter": self.jitter}
+
+
+# --------------------------------------------------------------------------- flow
+
+
+class _Permute(TransformModule):
+    """A fixed permutation of the last dimension, kept as a buffer (so it is saved and moves
+    with ``.to(device)``, unlike :class:`pyro.distributions.transforms.Permute`).
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+    volume_preserving = True
+
+    def __init__(self, permutation: torch.Tensor) -> None:
+        super().__init__(cache_size=0)
+        self.permutation: torch.Tensor
+        self.inv_permutation: torch.Tensor
+        self.register_buffer("permutation", permutation.long())
+        self.register_buffer("inv_permutation", torch.argsort(permutation).long())
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(-1, self.permutation)
+
+    def _inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y.index_select(-1, self.inv_permutation)
+
+    def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+
+
+class FlowPrior(Prior):
+    r"""A normalizing flow :math:`X = T(U)`, :math:`U \sim \mathcal N(0, I_{dim})`, of Pyro
+    transforms, fit by maximum likelihood.
+
+    :param dim: number of features (at least 1).
+    :param kind: the layers when ``dim > 1``:
+
+        * ``"affine_coupling"`` -- RealNVP affine coupling layers (fast both ways);
+        * ``"spline_coupling"`` -- rational linear spline coupling layers (Durkan et al.
+          2019; more flexible, slower);
+        * ``"affine_autoregressive"`` -- masked autoregressive affine layers (MAF);
+        * ``"spline_autoregressive"`` -- masked autoregressive spline layers.
+
+        Coupling layers are separated by fixed permutations (the reversal for ``dim == 2``,
+        seeded random permutations otherwise). Autoregressive layers alternate the variable
+        order and are used in the MAF direction: :meth:`log_prob`, the fitting objective,
+        takes one network pass per layer, while :meth:`sample` takes ``dim``. For
+        ``dim == 1`` every kind is ``n_transforms`` elementwise monotone splines.
+    :param n_transforms: number of flow layers.
+    :param hidden: hidden layer sizes of each layer's conditioner network.
+    :param count_bins: spline segments (spline kinds and ``dim == 1``).
+    :param bound: splines act on :math:`[-bound, bound]` (normalised units) and are the
+        identity outside it.
+
+    The layers live in ``self.transforms`` (an ``nn.ModuleList``), so ``parameters()`` and
+    ``state_dict()`` see them; :meth:`model` registers them with :func:`pyro.module`.
+
+    References: Dinh et al., Density estimation using Real NVP (2017); Papamakarios et al.,
+    Masked Autoregressive Flow (2017); Durkan et al., Neural Spline Flows (2019).
+
+    >>> p = FlowPrior(2, hidden=(8,))
+    >>> tuple(p.log_prob(p.sample(5)).shape)
+    (5,)
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "affine_coupling",
+        n_transforms: int = 4,
+        hidden: Sequence[int] = (64, 64),
+        count_bins: int = 8,
+        bound: float = 4.0,
+    ) -> None:
+        super().__init__(dim)
+        if self.dim < 1:
+            raise OptionError(f"dim={dim!r}: expected at least 1")
+        if kind not in FLOW_KINDS:
+            raise OptionError(f"kind={kind!r}: expected one of {FLOW_KINDS}")
+        if int(n_transforms) < 1:
+            raise OptionError(f"n_transforms={n_transforms!r}: expected at least 1")
+        if int(count_bins) < 2:
+            raise OptionError(f"count_bins={count_bins!r}: expected at least 2")
+        if not bound > 0:
+            raise OptionError(f"bound={bound!r}: expected a positive number")
+        self.hidden = tuple(int(h) for h in hidden)
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise OptionError(f"hidden={tuple(hidden)!r}: expected positive sizes, at least one")
+        self.kind = kind
+        self.n_transforms = int(n_transforms)
+        self.count_bins = int(count_bins)
+        self.bound = float(bound)
+        self.base_loc: torch.Tensor
+        self.base_scale: torch.Tensor
+        self.register_buffer("base_loc", torch.zeros(self.dim), persistent=False)
+        self.register_buffer("base_scale", torch.ones(self.dim), persistent=False)
+        layers: list[nn.Module] = []
+        for i in range(self.n_transforms):
+            layers.append(self._layer(i))
+            if self.dim > 1 and kind.endswith("coupling") and i < self.n_transforms - 1:
+                layers.append(_Permute(self._permutation(i)))
+        self.transforms = nn.ModuleList(layers)
+
+    @property
+    def _maf(self) -> bool:
+        """Whether the layers are autoregressive ones used in the inverse (MAF) direction."""
+        return self.dim > 1 and self.kind.endswith("autoregressive")
+
+    def _permutation(self, i: int) -> torch.Tensor:
+        if self.dim == 2:
+            return torch.tensor([1, 0])
+        return torch.randperm(self.dim, generator=torch.Generator().manual_seed(1000 + i))
+
+    def _layer(self, i: int) -> nn.Module:
+        d, k, hidden = self.dim, self.count_bins, list(self.hidden)
+        if d == 1:
+            return Spline(1, count_bins=k, bound=self.bound, order="linear")
+        if self.kind == "affine_coupling":
+            return affine_coupling(d, hidden_dims=hidden)
+        if self.kind == "spline_coupling":
+            return spline_coupling(d, hidden_dims=hidden, count_bins=k, bound=self.bound)
+        order = torch.arange(d) if i % 2 == 0 else torch.arange(d - 1, -1, -1)
+        if self.kind == "affine_autoregressive":
+            return AffineAutoregressive(AutoRegressiveNN(d, hidden, permutation=order))
+        arn = AutoRegressiveNN(d, hidden, param_dims=[k, k, k - 1, k], permutation=order)
+        return SplineAutoregressive(d, arn, count_bins=k, bound=self.bound)
+
+    def _transform_list(self) -> list[torch.distributions.Transform]:
+        """The layers in the sampling direction ``U -> X``, with stale caches cleared."""
+        out: list[torch.distributions.Transform] = []
+        for t in self.transforms:
+            # Pyro's transforms cache their last (input, output) pair and reuse it when called
+            # on the same tensor object: after a parameter update that value is stale (Pyro's
+            # flow tutorial clears the cache after every step for this reason).
+            if getattr(t, "_cache_size", 0):
+                t._cached_x_y = None, None
+            out.append(t.inv if self._maf else t)
+        return out
+
+    def distribution(self) -> dist.TransformedDistribution:
+        """The flow as a Pyro distribution with event shape ``(dim,)``."""
+        base = dist.Normal(self.base_loc, self.base_scale).to_event(1)
+        return dist.TransformedDistribution(base, self._transform_list())
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x)`` for ``x`` of shape ``(..., dim)``; differentiable in ``x``."""
+        return self.distribution().log_prob(x)
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws ``T(u)`` (no gradient), the base noise ``u`` drawn with ``generator``."""
+        with torch.no_grad():
+            x = _randn((int(n), self.dim), self.base_loc, generator)
+            for t in self._transform_list():
+                x = t(x)
+        return x
+
+    def model(self, x: torch.Tensor, *, name: str = "X", n_total: int | None = None) -> None:
+        """The Pyro program fitting the flow: ``x ~ flow`` observed, ``x`` of shape (n, dim)."""
+        _check_rows(x, self.dim, "FlowPrior.model")
+        pyro.module(name, self)
+        with data_plate(f"{name}_data", x.shape[0], n_total):
+            pyro.sample(name, self.distribution(), obs=x)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-ready)."""
+        return {
+            "dim": self.dim,
+            "kind": self.kind,
+            "n_transforms": self.n_transforms,
+            "hidden": list(self.hidden),
+            "count_bins": self.count_bins,
+            "bound": self.bound,
+        }
+
+
+# --------------------------------------------------------------------------- diffusion
+
+
+def _cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    r"""Nichol & Dhariwal (2021), Eq. (17): :math:`\bar\alpha_t = f(t) / f(0)`."""
+    steps = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta)
+
+
+def _linear_betas(T: int, max_beta: float = 0.999) -> torch.Tensor:
+    """Ho et al. (2020): linear from 1e-4 to 0.02 for T = 1000, scaled by 1000 / T."""
+    scale = 1000.0 / T
+    return torch.linspace(1e-4 * scale, 0.02 * scale, T, dtype=torch.float64).clamp(max=max_beta)
+
+
+class _TimeEmbedding(nn.Module):
+    """Transformer sinusoidal embedding of the integer step ``t`` (Ho et al. 2020, App. B)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        half = dim // 2
+        self.freqs: torch.Tensor
+        self.register_buffer(
+            "freqs",
+            torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half),
+            persistent=False,
+        )
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        arg = t.to(self.freqs.dtype).unsqueeze(-1) * self.freqs
+        return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+class DiffusionPrior(Prior):
+    r"""A DDPM prior (Ho et al. 2020): an epsilon network :math:`\epsilon_\theta(x_t, t)`.
+
+    Forward process :math:`x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\,
+    \epsilon`, :math:`\epsilon \sim \mathcal N(0, I)`, for steps :math:`t = 1, \dots, T`.
+
+    **Steps are 1-based, as in Algorithm 2 and Ho et al.**: ``t`` runs over ``1 .. T``
+    (``T`` is pure noise, ``1`` the last denoising step). The schedule buffers have length
+    ``T + 1`` and are indexed by ``t`` directly: ``betas[t]`` is :math:`\beta_t`,
+    ``alphas[t]`` is :math:`\alpha_t = 1 - \beta_t`, ``alpha_bar[t]`` is
+    :math:`\bar\alpha_t = \prod_{s \le t} \alpha_s`; entry 0 is the clean data
+    (:math:`\beta_0 = 0`, :math:`\alpha_0 = \bar\alpha_0 = 1`) and is never used as a step.
+
+    :param dim: number of features.
+    :param T: number of diffusion steps.
+    :param schedule: ``"cosine"`` (Nichol & Dhariwal 2021, :math:`s = 0.008`,
+        :math:`\beta_t \le 0.999`) or ``"linear"`` (Ho et al. 2020's :math:`10^{-4} \dots
+        0.02` for ``T = 1000``, both ends scaled by ``1000 / T`` so that :math:`\bar\alpha_T`
+        is near zero for any ``T``).
+    :param hidden: hidden layer sizes of the epsilon network (an MLP with SiLU).
+    :param time_embedding_dim: size of the sinusoidal embedding of ``t`` (even), concatenated
+        to :math:`x_t` as the network's input.
+
+    :meth:`model` is the DDPM "simple" objective as a :func:`pyro.factor`, so
+    :func:`~sedge_pyro.inference.fit_component` minimises it; the reported loss per row is
+    the noise MSE (mean over features). :meth:`sample` runs ancestral sampling; the samplers
+    use :meth:`eps`, :meth:`score`, :meth:`predict_x0`, :meth:`posterior_mean` and
+    :meth:`step`. ``t`` arguments are an int or an integer tensor broadcasting to the batch
+    shape ``x_t.shape[:-1]``. There is no log-density.
+
+    References: Ho et al., Denoising Diffusion Probabilistic Models (2020); Nichol and
+    Dhariwal, Improved Denoising Diffusion Probabilistic Models (2021); SEDGE paper App. C,
+    Algorithm 2.
+
+    >>> p = DiffusionPrior(2, T=10, hidden=(8,))
+    >>> tuple(p.sample(4).shape), tuple(p.score(torch.zeros(4, 2), 10).shape)
+    ((4, 2), (4, 2))
+    """
+
+    has_log_prob = False
+
+    def __init__(
+        self,
+        dim: int,
+        T: int = 200,
+        schedule: str = "cosine",
+        hidden: Sequence[int] = (128, 128),
+        time_embedding_dim: int = 32,
+    ) -> None:
+        super().__init__(dim)
+        if self.dim < 1:
+            raise OptionError(f"dim={dim!r}: expected at least 1")
+        if int(T) < 1:
+            raise OptionError(f"T={T!r}: expected at least 1")
+        if schedule not in SCHEDULES:
+            raise OptionError(f"schedule={schedule!r}: expected one of {SCHEDULES}")
+        if int(time_embedding_dim) < 2 or int(time_embedding_dim) % 2:
+            raise OptionError(
+                f"time_embedding_dim={time_embedding_dim!r}: expected an even number >= 2"
+            )
+        self.T = int(T)
+        self.schedule = schedule
+        self.hidden = tuple(int(h) for h in hidden)
+        self.time_embedding_dim = int(time_embedding_dim)
+        b = _cosine_betas(self.T) if schedule == "cosine" else _linear_betas(self.T)
+        betas = torch.cat([torch.zeros(1, dtype=torch.float64), b])
+        alphas = 1 - betas
+        alpha_bar = torch.cumprod(alphas, 0)
+        self.betas: torch.Tensor
+        self.alphas: torch.Tensor
+        self.alpha_bar: torch.Tensor
+        self.register_buffer("betas", betas.float())
+        self.register_buffer("alphas", alphas.float())
+        self.register_buffer("alpha_bar", alpha_bar.float())
+        self.time_embedding = _TimeEmbedding(self.time_embedding_dim)
+        self.net = mlp(self.dim + self.time_embedding_dim, self.dim, self.hidden)
+
+    # ------------------------------------------------------------------ schedule lookup
+
+    def _t(self, t: int | torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """``t`` as a long tensor of shape ``x_t.shape[:-1]``, checked to lie in ``1 .. T``."""
+        t = torch.as_tensor(t, device=self.betas.device)
+        if t.is_floating_point() or t.is_complex():
+            raise OptionError(f"t has dtype {t.dtype}: expected integer steps in 1..{self.T}")
+        t = t.long()
+        if t.numel() and (int(t.min()) < 1 or int(t.max()) > self.T):
+            raise OptionError(
+                f"t in [{int(t.min())}, {int(t.max())}]: expected steps in 1..{self.T} "
+                "(1-based, as in Algorithm 2)"
+            )
+        return t.expand(x_t.shape[:-1])
+
+    @staticmethod
+    def _at(buffer: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``buffer[t]`` with a trailing feature axis, ready to broadcast against ``x_t``."""
+        return buffer[t].unsqueeze(-1)
+
+    # ------------------------------------------------------------------ the network
+
+    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        r"""The predicted noise :math:`\epsilon_\theta(x_t, t)`, shape of ``x_t``."""
+        t = self._t(t, x_t)
+        h = torch.cat([x_t, self.time_embedding(t).to(x_t.dtype)], dim=-1)
+        return self.net(h)
+
+    def score(
+        self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r""":math:`\nabla_{x_t} \log p_t(x_t) \approx -\epsilon_\theta(x_t, t) /
+        \sqrt{1 - \bar\alpha_t}`.
+
+        :param eps: the network's output at ``(x_t, t)`` if already computed.
+        """
+        t = self._t(t, x_t)
+        eps = self.eps(x_t, t) if eps is None else eps
+        return -eps / (1 - self._at(self.alpha_bar, t)).sqrt()
+
+    def predict_x0(
+        self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r"""Tweedie's estimate :math:`\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\,
+        \epsilon_\theta) / \sqrt{\bar\alpha_t}`.
+
+        :param eps: the network's output at ``(x_t, t)`` if already computed.
+        """
+        t = self._t(t, x_t)
+        eps = self.eps(x_t, t) if eps is None else eps
+        ab = self._at(self.alpha_bar, t)
+        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def posterior_mean(
+        self, x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r"""Algorithm 2, step (b).i.B: :math:`\mu_t = \frac{1}{\sqrt{\alpha_t}}\big(x_t -
+        \frac{\beta_t}{\sqrt{1 - \bar\alpha_t}}\, \hat\epsilon_t\big)`.
+
+        :param eps: :math:`\hat\epsilon_t`, the network's output at ``(x_t, t)``; computed
+            when ``None``.
+        """
+        t = self._t(t, x_t)
+        eps = self.eps(x_t, t) if eps is None else eps
+        beta, alpha = self._at(self.betas, t), self._at(self.alphas, t)
+        return (x_t - beta / (1 - self._at(self.alpha_bar, t)).sqrt() * eps) / alpha.sqrt()
+
+    def step(
+        self,
+        x_t: torch.Tensor,
+        t: int | torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        mean: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""One ancestral step :math:`x_{t-1} = \mu_t + \sqrt{\beta_t}\, z` (no noise at
+        :math:`t = 1`), Algorithm 2, step (b).iii.
+
+        :param mean: :math:`\mu_t` if already computed (e.g. after DPS guidance, step
+            (b).ii.D); :meth:`posterior_mean` otherwise.
+        :param generator: draws :math:`z`.
+        :returns: :math:`x_{t-1}`, shape of ``x_t``.
+        """
+        t = self._t(t, x_t)
+        mu = self.posterior_mean(x_t, t) if mean is None else mean
+        sigma = torch.where(t > 1, self.betas[t].sqrt(), torch.zeros_like(self.betas[t]))
+        return mu + sigma.unsqueeze(-1).to(mu.dtype) * _randn(mu.shape, mu, generator)
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""``n`` draws by the full reverse chain :math:`t = T, \dots, 1` from
+        :math:`x_T \sim \mathcal N(0, I)` (batched; no gradient).
+        """
+        with torch.no_grad():
+            x = _randn((int(n), self.dim), self.betas, generator)
+            for t in range(self.T, 0, -1):
+                x = self.step(x, t, generator=generator)
+        return x
+
+    # ------------------------------------------------------------------ fitting
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Per-row DDPM "simple" loss :math:`\frac{1}{d}\lVert \epsilon - \epsilon_\theta(
+        x_t, t) \rVert^2`, :math:`t \sim U\{1..T\}`, shape ``(n,)`` (torch's global RNG).
+        """
+        _check_rows(x, self.dim, "DiffusionPrior.loss")
+        n = x.shape[0]
+        # stratified steps (Kingma et al. 2021's low-discrepancy sampler): each t_i is
+        # uniform on 1..T, but together they cover the range evenly, which removes most of
+        # the loss's variance across minibatches (the loss scale varies strongly with t)
+        u = torch.rand((), device=x.device)
+        s = torch.remainder(u + torch.arange(n, device=x.device) / n, 1.0)
+        t = (s * self.T).long().clamp(max=self.T - 1) + 1
+        noise = torch.randn_like(x)
+        ab = self._at(self.alpha_bar, t).to(x.dtype)
+        x_t = ab.sqrt() * x + (1 - ab).sqrt() * noise
+        return (self.eps(x_t, t) - noise).pow(2).mean(-1)
+
+    def model(self, x: torch.Tensor, *, name: str = "X", n_total: int | None = None) -> None:
+        """The Pyro program fitting the network: ``pyro.factor(name, -loss)`` per row.
+
+        The plate scales the minibatch's sum by ``n_total / batch``, so SVI with an empty
+        guide minimises the DDPM loss of the whole data set. The step ``t`` and the noise are
+        drawn from torch's global RNG (seeded by ``pyro.set_rng_seed``).
+        """
+        pyro.module(name, self)
+        loss = self.loss(x)
+        with data_plate(f"{name}_data", x.shape[0], n_total):
+            pyro.factor(name, -loss)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-ready)."""
+        return {
+            "dim": self.dim,
+            "T": self.T,
+            "schedule": self.schedule,
+            "hidden": list(self.hidden),
+            "time_embedding_dim": self.time_embedding_dim,
+        }

@@ -1,0 +1,633 @@
+"""``SEDGEModel``: the Pyro program of Sec. 3.1, assembled from a :class:`SpecGraph`.
+
+Features come from a prior ``p(X)``, each specification from its likelihood ``p(Z_i | V_i)``
+given only its parents ``V_i`` (Eq. 4), and the selection site ``S`` is observed at 1 on
+training rows. The paper's baselines (Sec. 5.1) are options of the same builder:
+
+========================  ==========================================================
+``structure``             what is modelled
+========================  ==========================================================
+``"sparse"`` (A, default)  ``p(X) prod_i p(Z_i | V_i)``
+``"dense"`` (B)            ``p(X) prod_i p(Z_i | X)``
+``"joint"`` (C)            ``p(X) p(Z | X)``, one correlated Gaussian
+``"reverse"`` (D)          ``p(X | Z)``, a conditional flow
+``"reverse-factorized"``   (E) ``prod_j p(X_j | Z)``
+========================  ==========================================================
+
+Fitting (:meth:`SEDGEModel.fit`) fits every component by SVI on its own Pyro program with
+:func:`~sedge_pyro.inference.fit_component`; the selection mechanism is never fitted (training
+rows all have ``S = 1``, which says nothing about it).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from tqdm.auto import tqdm
+
+from sedge_pyro.errors import DataError, OptionError, SedgeError
+from sedge_pyro.graph import SpecGraph
+from sedge_pyro.models import likelihoods as L
+from sedge_pyro.models import priors as P
+from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
+from sedge_pyro.models.columns import Columns, as_frame
+from sedge_pyro.models.factorized import FactorizedPrior
+
+__all__ = ["STRUCTURES", "SEDGEModel"]
+
+STRUCTURES = ("sparse", "dense", "joint", "reverse", "reverse-factorized")
+LIKELIHOODS = ("auto", "gaussian", "bernoulli", "categorical", "flow")
+PRIORS = ("flow", "empirical", "diffusion", "factorized")
+FORMAT_VERSION = 1
+
+_CLASSES: dict[str, type[nn.Module]] = {
+    c.__name__: c
+    for c in (
+        L.GaussianMLP,
+        L.BernoulliMLP,
+        L.CategoricalMLP,
+        L.ConditionalFlow,
+        L.JointGaussian,
+        P.EmpiricalPrior,
+        P.FlowPrior,
+        P.DiffusionPrior,
+    )
+}
+
+
+def _key(name: str) -> str:
+    # nn.ModuleDict keys may not contain dots
+    return name.replace(".", "\u2024")
+
+
+class SEDGEModel(PyroModule):
+    """The SEDGE generative model of a graph, fit on training rows (S = 1).
+
+    :param graph: the feature -> specification graph.
+    :param likelihood: ``"auto"`` (Gaussian for continuous specs, Bernoulli for 0/1,
+        categorical for labels), ``"gaussian"``, ``"bernoulli"``, ``"categorical"``,
+        ``"flow"`` (conditional spline flow, App. D.2), or a dict spec -> one of these.
+    :param prior: ``"flow"`` (normalizing flow by maximum likelihood), ``"empirical"``
+        (training rows), ``"diffusion"`` (DDPM, for DPS and annealed Langevin), or
+        ``"factorized"`` (``prod_j p(x_j | pa(x_j))`` along the feature -> feature edges, each a
+        Gaussian MLP); a dict feature -> ``"gaussian"``/``"flow"`` is a factorized prior with
+        per-feature choices.
+    :param structure: one of :data:`STRUCTURES` (the paper's models A-E).
+    :param hidden: hidden layer sizes of the MLPs.
+    :param prior_options: extra keyword arguments of the prior's class (e.g.
+        ``{"kind": "spline_coupling"}`` for a flow, ``{"T": 200}`` for diffusion).
+    :raises SedgeError: for an unknown option, naming it and the choices.
+
+    >>> import sedge_pyro as sp
+    >>> seen, oracle, graph = sp.datasets.paper_synthetic(2000, seed=0)
+    >>> model = sp.SEDGEModel(graph, prior="empirical")
+    >>> model = model.fit(seen, steps=50, progress=False)
+    >>> sorted(model.history)
+    ['prior', 'z1', 'z2']
+    """
+
+    def __init__(
+        self,
+        graph: SpecGraph,
+        likelihood: str | Mapping[str, str] = "auto",
+        prior: str | Mapping[str, str] = "flow",
+        structure: str = "sparse",
+        *,
+        hidden: Sequence[int] = (64, 64),
+        prior_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(graph, SpecGraph):
+            raise SedgeError(f"graph is {type(graph).__name__}: expected an sp.SpecGraph")
+        if structure not in STRUCTURES:
+            raise OptionError(f"structure={structure!r}: expected one of {', '.join(STRUCTURES)}")
+        self.graph = graph
+        self.structure = structure
+        self.hidden = tuple(int(h) for h in hidden)
+        self.prior_options = dict(prior_options or {})
+        self.likelihood_choice = self._choices(likelihood, graph.specs, LIKELIHOODS, "likelihood")
+        if isinstance(prior, Mapping):
+            self.prior_choice: str | dict[str, str] = self._choices(
+                prior, graph.features, ("gaussian", "flow"), "prior"
+            )
+        elif prior in PRIORS:
+            self.prior_choice = prior
+        else:
+            raise OptionError(f"prior={prior!r}: expected one of {', '.join(PRIORS)} or a dict")
+        self.columns: Columns | None = None
+        self.components = nn.ModuleDict()
+        self.history: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def _choices(
+        choice: str | Mapping[str, str], names: Sequence[str], allowed: Sequence[str], what: str
+    ) -> dict[str, str]:
+        if isinstance(choice, str):
+            if choice not in allowed:
+                raise OptionError(f"{what}={choice!r}: expected one of {', '.join(allowed)}")
+            return dict.fromkeys(names, choice)
+        unknown = [k for k in choice if k not in names]
+        if unknown:
+            raise OptionError(
+                f"{what} names {unknown[0]!r}, not a node of that role: expected one of "
+                f"{', '.join(names)}"
+            )
+        out = {}
+        for name in names:
+            value = choice.get(name, allowed[0])
+            if value not in allowed:
+                raise OptionError(
+                    f"{what} for {name!r} is {value!r}: expected one of {', '.join(allowed)}"
+                )
+            out[name] = value
+        return out
+
+    @property
+    def fitted(self) -> bool:
+        """Whether :meth:`fit` has run."""
+        return self.columns is not None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The graph's features, in the order of the model's X."""
+        return self.graph.features
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        """The graph's specifications."""
+        return self.graph.specs
+
+    def context_of(self, spec: str) -> tuple[str, ...]:
+        """The features a specification's likelihood sees (``V_i``, or all for model B)."""
+        if self.structure == "sparse":
+            return self.graph.parents(spec)
+        return self.features
+
+    def likelihood(self, spec: str) -> ConditionalDensity:
+        """The fitted likelihood of ``spec`` (models A and B)."""
+        self._require_fitted()
+        if self.structure not in ("sparse", "dense"):
+            raise SedgeError(f"structure {self.structure!r} has no per-spec likelihood")
+        if spec not in self.specs:
+            raise SedgeError(f"{spec!r} is not a specification: expected one of {self.specs}")
+        return self.components[_key(spec)]
+
+    @property
+    def prior(self) -> Prior:
+        """The fitted feature prior (models A-C)."""
+        self._require_fitted()
+        if "prior" not in self.components:
+            raise SedgeError(f"structure {self.structure!r} has no feature prior")
+        return self.components["prior"]
+
+    def _require_fitted(self) -> None:
+        if not self.fitted:
+            raise SedgeError("the model is not fitted: call model.fit(data) first")
+
+    def _build(self) -> None:
+        cols = self.columns
+        assert cols is not None
+        comps = nn.ModuleDict()
+        d = len(self.features)
+        if self.structure in ("sparse", "dense"):
+            for z in self.specs:
+                comps[_key(z)] = self._likelihood(z, len(self.context_of(z)))
+        elif self.structure == "joint":
+            bad = [z for z in self.specs if cols[z].kind != "continuous"]
+            if bad:
+                raise DataError(
+                    f"structure 'joint' (model C) needs continuous specifications; {bad[0]!r} is "
+                    f"{cols[bad[0]].kind}"
+                )
+            comps["joint"] = L.JointGaussian(len(self.specs), d, hidden=self.hidden)
+        else:
+            width = sum(cols[z].width for z in self.specs)
+            if self.structure == "reverse":
+                comps["reverse"] = L.ConditionalFlow(d, width, hidden=self.hidden)
+            else:
+                for x in self.features:
+                    comps[_key(x)] = L.GaussianMLP(width, hidden=self.hidden)
+        if self.structure in ("sparse", "dense", "joint"):
+            comps["prior"] = self._make_prior()
+        self.components = comps
+
+    def _likelihood(self, spec: str, context_dim: int) -> ConditionalDensity:
+        assert self.columns is not None
+        col = self.columns[spec]
+        choice = self.likelihood_choice[spec]
+        if choice == "auto":
+            choice = {"continuous": "gaussian", "binary": "bernoulli"}.get(col.kind, col.kind)
+        wanted = {"gaussian": "continuous", "flow": "continuous", "bernoulli": "binary"}
+        if (
+            choice in wanted
+            and col.kind != wanted[choice]
+            and not (choice in ("gaussian", "flow") and col.kind == "binary")
+        ):
+            raise DataError(
+                f"likelihood {choice!r} for {spec!r} needs a {wanted[choice]} column; it is "
+                f"{col.kind}"
+            )
+        if choice == "gaussian":
+            return L.GaussianMLP(context_dim, hidden=self.hidden)
+        if choice == "flow":
+            return L.ConditionalFlow(1, context_dim, hidden=self.hidden)
+        if choice == "bernoulli":
+            return L.BernoulliMLP(context_dim, hidden=self.hidden)
+        return L.CategoricalMLP(context_dim, col.width, hidden=self.hidden)
+
+    def _make_prior(self) -> Prior:
+        d = len(self.features)
+        choice = self.prior_choice
+        if isinstance(choice, dict) or choice == "factorized":
+            per = choice if isinstance(choice, dict) else dict.fromkeys(self.features, "gaussian")
+            return FactorizedPrior(self.graph, per, hidden=self.hidden)
+        cls = {"flow": P.FlowPrior, "empirical": P.EmpiricalPrior, "diffusion": P.DiffusionPrior}
+        try:
+            return cls[choice](d, **self.prior_options)
+        except TypeError as err:
+            raise OptionError(f"prior_options {self.prior_options}: {err}") from None
+
+    # ------------------------------------------------------------------ data
+
+    def _frame(self, data: Any, *, batch_size: int | None = None) -> pd.DataFrame:
+        df = as_frame(data)
+        if len(df) == 0:
+            raise DataError("data has no rows: expected training rows (S=1)")
+        if batch_size is not None and len(df) < batch_size:
+            raise DataError(
+                f"data has {len(df)} rows, fewer than batch_size={batch_size}: pass a smaller "
+                "batch_size"
+            )
+        sel = self.graph.selection
+        if sel in df.columns and not (df[sel] == 1).all():
+            bad = int((df[sel] != 1).sum())
+            raise DataError(
+                f"column {sel!r} has {bad} row(s) with S != 1: fit on training rows (S=1) only"
+            )
+        return df
+
+    def tensors(self, data: Any, *, device: Any = None) -> dict[str, torch.Tensor]:
+        """Normalised tensors of a frame: ``"X"`` (features) and one per spec.
+
+        :param data: a DataFrame or dict of arrays with the graph's columns.
+        :param device: where to put them (default: the model's device).
+        """
+        self._require_fitted()
+        assert self.columns is not None
+        df = as_frame(data)
+        from sedge_pyro.models.columns import check_columns
+
+        check_columns(df, list(self.features) + list(self.specs))
+        device = self.device if device is None else device
+        out = {"X": self.columns.tensor(df, self.features, device=device)}
+        for z in self.specs:
+            out[z] = self.columns.tensor(df, [z], device=device)
+        out["Z"] = self.columns.tensor(df, self.specs, one_hot=True, device=device)
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters and buffers (CPU before fitting)."""
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------ the Pyro program
+
+    def model(self, data: Any = None, n: int | None = None) -> dict[str, torch.Tensor]:
+        """The generative story of Sec. 3.1 as a Pyro program.
+
+        With ``data`` (training rows), every site is observed and ``S`` is observed at 1;
+        without, ``n`` rows are generated (``X`` from the prior, then each spec).
+
+        :returns: the normalised values of the sites ``X`` and each spec.
+        """
+        self._require_fitted()
+        t = self.tensors(data) if data is not None else None
+        n_rows = t["X"].shape[0] if t is not None else int(n or 1)
+        out: dict[str, torch.Tensor] = {}
+        with data_plate("rows", n_rows, None):
+            if "prior" in self.components:
+                prior = self.components["prior"]
+                x = t["X"] if t is not None else None
+                if prior.has_log_prob:
+                    x = pyro.sample("X", _PriorDistribution(prior, n_rows), obs=x)
+                elif x is None:
+                    x = pyro.deterministic("X", prior.sample(n_rows), event_dim=1)
+                out["X"] = x
+                if self.structure == "joint":
+                    d = self.components["joint"].condition(x)
+                    zs = pyro.sample("Z", d, obs=None if t is None else t["Z"])
+                    out.update({z: zs[..., i : i + 1] for i, z in enumerate(self.specs)})
+                else:
+                    for z in self.specs:
+                        idx = [self.features.index(f) for f in self.context_of(z)]
+                        d = self.components[_key(z)].condition(x[..., idx])
+                        obs = None if t is None else _obs(t[z], d)
+                        out[z] = pyro.sample(z, d, obs=obs)
+            else:
+                if t is None:
+                    raise SedgeError(f"structure {self.structure!r} generates X given Z: pass data")
+                zc = t["Z"]
+                if self.structure == "reverse":
+                    out["X"] = pyro.sample(
+                        "X", self.components["reverse"].condition(zc), obs=t["X"]
+                    )
+                else:
+                    for j, x in enumerate(self.features):
+                        d = self.components[_key(x)].condition(zc)
+                        out[x] = pyro.sample(x, d, obs=t["X"][..., j])
+            if t is not None:
+                # the selection site: training rows are the rows with S = 1; its mechanism is
+                # not identified from them and is left unmodelled: a point mass at 1 (log 1 = 0)
+                ones = torch.ones(n_rows, device=self.device)
+                pyro.sample("S", dist.Delta(ones), obs=ones)
+        return out
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(
+        self,
+        data: Any,
+        *,
+        steps: int | None = None,
+        epochs: int | None = None,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        patience: int = 10,
+        components: Sequence[str] | None = None,
+        progress: bool = True,
+    ) -> SEDGEModel:
+        """Fit every component on training rows by SVI (maximum likelihood, Eq. 4).
+
+        :param data: training rows (S = 1): a DataFrame or dict of arrays with a column per
+            feature and specification.
+        :param steps: SVI steps per component (default 2,000 unless ``epochs``).
+        :param epochs: passes over the data per component (overrides ``steps``).
+        :param batch_size: rows per step.
+        :param lr: Adam's learning rate.
+        :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        :param seed: seeds the split, minibatches and initialisation.
+        :param val_fraction: held-out share for early stopping on the held-out NLL.
+        :param patience: evaluations (every 50 steps) without improvement before stopping.
+        :param components: refit only these (names as in :attr:`history`) of a fitted model.
+        :param progress: show progress bars.
+        :returns: the model itself.
+        :raises DataError: naming the column or count for missing columns, NaN/inf, constant
+            columns, non-binary values of a Bernoulli spec, or fewer rows than a batch.
+        """
+        df = self._frame(data, batch_size=batch_size)
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SedgeError("device='cuda' but CUDA is not available: use device='cpu'")
+        if components is None or not self.fitted:
+            kinds = {
+                z: {
+                    "gaussian": "continuous",
+                    "flow": "continuous",
+                    "bernoulli": "binary",
+                    "categorical": "categorical",
+                }.get(self.likelihood_choice[z], "auto")
+                for z in self.specs
+            }
+            if self.structure in ("reverse", "reverse-factorized", "joint"):
+                kinds = {z: ("auto" if k == "auto" else k) for z, k in kinds.items()}
+            self.columns = Columns.fit(df, self.features, self.specs, kinds)
+            torch.manual_seed(seed)
+            self._build()
+            self.history = {}
+        self.to(device)
+        t = self.tensors(df, device=device)
+        jobs = self._jobs(t)
+        if components is not None:
+            unknown = [c for c in components if c not in jobs]
+            if unknown:
+                raise SedgeError(f"component {unknown[0]!r}: expected one of {', '.join(jobs)}")
+            jobs = {k: v for k, v in jobs.items() if k in components}
+        outer = tqdm(jobs.items(), desc="SEDGE fit", disable=not progress, leave=False)
+        from sedge_pyro.inference.fit import fit_component
+
+        for i, (name, (module, fn, tensors)) in enumerate(outer):
+            outer.set_postfix(component=name)
+            if isinstance(module, Prior):
+                module.setup(t["X"])
+                if not module.trainable:
+                    self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
+                    continue
+            h = fit_component(
+                module,
+                fn,
+                tensors,
+                name=name,
+                steps=steps,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                val_fraction=val_fraction,
+                patience=patience,
+                seed=seed + i,
+                progress=progress,
+            )
+            self.history[name] = h.to_dict()
+        return self
+
+    def _jobs(self, t: Mapping[str, torch.Tensor]) -> dict[str, tuple[nn.Module, Any, tuple]]:
+        jobs: dict[str, tuple[nn.Module, Any, tuple]] = {}
+        comps = self.components
+        if "prior" in comps:
+            prior = comps["prior"]
+            jobs["prior"] = (prior, _fn(prior.model, "X"), (t["X"],))
+        if self.structure in ("sparse", "dense"):
+            for z in self.specs:
+                idx = [self.features.index(f) for f in self.context_of(z)]
+                m = comps[_key(z)]
+                jobs[z] = (m, _fn(m.model, z), (t[z], t["X"][:, idx]))
+        elif self.structure == "joint":
+            m = comps["joint"]
+            zs = torch.cat([t[z] for z in self.specs], dim=1)
+            jobs["joint"] = (m, _fn(m.model, "Z"), (zs, t["X"]))
+        elif self.structure == "reverse":
+            m = comps["reverse"]
+            jobs["reverse"] = (m, _fn(m.model, "X"), (t["X"], t["Z"]))
+        else:
+            for j, x in enumerate(self.features):
+                m = comps[_key(x)]
+                jobs[x] = (m, _fn(m.model, x), (t["X"][:, j : j + 1], t["Z"]))
+        return jobs
+
+    # ------------------------------------------------------------------ densities
+
+    @torch.no_grad()
+    def log_prob(self, data: Any) -> np.ndarray:
+        """Per-row log-density of the specifications given the features (raw units).
+
+        ``sum_i log p(z_i | V_i)`` for models A/B, ``log p(z | x)`` for C, ``log p(x | z)`` for
+        D/E, plus ``log p(x)`` when the prior has a density; continuous columns include the
+        Jacobian of the normalisation, so values are densities of the raw data.
+        """
+        self._require_fitted()
+        assert self.columns is not None
+        t = self.tensors(data)
+        total = torch.zeros(t["X"].shape[0], device=t["X"].device)
+        cols = self.columns
+        jac_x = float(sum(np.log(cols[x].std) for x in self.features))
+        jac_z = float(sum(np.log(cols[z].std) for z in self.specs if cols[z].kind == "continuous"))
+        comps = self.components
+        if "prior" in comps and comps["prior"].has_log_prob:
+            total += comps["prior"].log_prob(t["X"]) - jac_x
+        if self.structure in ("sparse", "dense"):
+            for z in self.specs:
+                idx = [self.features.index(f) for f in self.context_of(z)]
+                total += comps[_key(z)].log_prob(t[z], t["X"][:, idx])
+            total -= jac_z
+        elif self.structure == "joint":
+            zs = torch.cat([t[z] for z in self.specs], dim=1)
+            total += comps["joint"].log_prob(zs, t["X"]) - jac_z
+        elif self.structure == "reverse":
+            total += comps["reverse"].log_prob(t["X"], t["Z"]) - jac_x
+        else:
+            for j, x in enumerate(self.features):
+                total += comps[_key(x)].log_prob(t["X"][:, j : j + 1], t["Z"])
+            total -= jac_x
+        return total.cpu().numpy()
+
+    # ------------------------------------------------------------------ persistence
+
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`load` needs, as plain Python and tensors."""
+        self._require_fitted()
+        assert self.columns is not None
+        comps = {}
+        for key, module in self.components.items():
+            comps[key] = {
+                "class": type(module).__name__,
+                "config": module.config(),
+                "state": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+            }
+        return {
+            "format": FORMAT_VERSION,
+            "graph": self.graph.to_json(),
+            "structure": self.structure,
+            "likelihood": self.likelihood_choice,
+            "prior": self.prior_choice,
+            "prior_options": self.prior_options,
+            "hidden": list(self.hidden),
+            "columns": self.columns.to_dict(),
+            "components": comps,
+            "history": copy.deepcopy(self.history),
+        }
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+        """Save the fitted model to ``path`` (one file, ``torch.save``).
+
+        The file is written to a temporary file in the same folder and renamed over ``path``
+        only once complete, so an interrupted save leaves an earlier file intact.
+
+        :param path: the file.
+        :param overwrite: replace an existing file (default); ``False`` refuses.
+        :returns: the path.
+        :raises SedgeError: when ``overwrite=False`` and the file exists.
+        """
+        p = Path(path)
+        if p.exists() and not overwrite:
+            raise SedgeError(f"{str(p)!r} exists; pass overwrite=True to replace it")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        state = self.state()
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return p
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+    ) -> SEDGEModel:
+        """Load a model written by :meth:`save`.
+
+        :raises SedgeError: naming the path when it is missing or not a sedge-pyro model.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise SedgeError(f"{str(p)!r} does not exist: expected a saved SEDGEModel")
+        try:
+            state = torch.load(p, map_location=device, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+            raise SedgeError(f"{str(p)!r} is not a saved SEDGEModel: {err}") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+            raise SedgeError(f"{str(p)!r} is not a saved SEDGEModel of format {FORMAT_VERSION}")
+        graph = SpecGraph.from_json(state["graph"])
+        model = cls(
+            graph,
+            likelihood=state["likelihood"],
+            prior=state["prior"],
+            structure=state["structure"],
+            hidden=state["hidden"],
+            prior_options=state["prior_options"],
+        )
+        model.columns = Columns.from_dict(state["columns"])
+        comps = nn.ModuleDict()
+        for key, item in state["components"].items():
+            if item["class"] == "FactorizedPrior":
+                module = FactorizedPrior(graph, **item["config"])
+            else:
+                module = _CLASSES[item["class"]](**item["config"])
+            module.load_state_dict(item["state"])
+            comps[key] = module
+        model.components = comps
+        model.history = state["history"]
+        return model.to(device)
+
+
+class _PriorDistribution(dist.TorchDistribution):
+    """A prior with a density as a Pyro distribution over rows of X (event dim 1)."""
+
+    arg_constraints: dict = {}
+    support = dist.constraints.real_vector
+
+    def __init__(self, prior: Prior, n: int) -> None:
+        self.prior = prior
+        super().__init__(batch_shape=torch.Size([n]), event_shape=torch.Size([prior.dim]))
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+        shape = torch.Size(sample_shape)
+        n = int(np.prod(shape)) * self.batch_shape[0]
+        x = self.prior.sample(n)
+        return x.reshape(*shape, *self.batch_shape, self.prior.dim)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.prior.log_prob(value)
+
+
+def _obs(values: torch.Tensor, d: dist.Distribution) -> torch.Tensor:
+    return values.squeeze(-1) if d.event_shape == () else values
+
+
+def _fn(method: Any, name: str) -> Any:
+    def fn(*tensors: torch.Tensor, n_total: int | None = None) -> None:
+        method(*tensors, name=name, n_total=n_total)
+
+    return fn
