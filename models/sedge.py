@@ -407,8 +407,6 @@ class SEDGEModel(PyroModule):
                 }.get(self.likelihood_choice[z], "auto")
                 for z in self.specs
             }
-            if self.structure in ("reverse", "reverse-factorized", "joint"):
-                kinds = {z: ("auto" if k == "auto" else k) for z, k in kinds.items()}
             self.columns = Columns.fit(df, self.features, self.specs, kinds)
             torch.manual_seed(seed)
             self._build()
