@@ -6,7 +6,8 @@
 <Status.CONSERVATIVE: 'conservative'>
 """
 
-from sedge_pyro import datasets, examples
+from sedge_pyro import datasets, diagnostics, examples
+from sedge_pyro.diagnostics import mmd
 from sedge_pyro.errors import (
     DataError,
     GraphError,
@@ -63,9 +64,11 @@ __all__ = [
     "Var",
     "__version__",
     "datasets",
+    "diagnostics",
     "examples",
     "identify",
     "inference",
     "learn_parents",
+    "mmd",
     "models",
 ]
