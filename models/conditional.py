@@ -27,6 +27,9 @@ __all__ = ["NearestNeighbourConditional"]
 
 #: bound on the number of query-by-training distances held at once
 _MAX_DISTANCES = 1 << 22
+#: exact differences rather than the matrix-product formula, which loses the nearest
+#: neighbour to rounding when distances are small next to the norms
+_EXACT = "donot_use_mm_for_euclid_dist"
 
 
 class NearestNeighbourConditional(nn.Module):
@@ -107,7 +110,9 @@ class NearestNeighbourConditional(nn.Module):
         q = b_query.to(self.b.device, self.b.dtype)
         chunk = max(1, _MAX_DISTANCES // n)
         out = [
-            torch.cdist(q[i : i + chunk], self.b).topk(k, dim=1, largest=False).indices
+            torch.cdist(q[i : i + chunk], self.b, compute_mode=_EXACT)
+            .topk(k, dim=1, largest=False)
+            .indices
             for i in range(0, q.shape[0], chunk)
         ]
         if not out:

@@ -52,7 +52,7 @@ from sedge_pyro.errors import DataError, OptionError
 from sedge_pyro.models.base import Prior, data_plate
 from sedge_pyro.models.nets import mlp
 
-__all__ = ["DiffusionPrior", "EmpiricalPrior", "FlowPrior"]
+__all__ = ["DiffusionPrior", "EmpiricalPrior", "FlowPrior", "GaussianPrior"]
 
 FLOW_KINDS = (
     "affine_coupling",
@@ -61,6 +61,8 @@ FLOW_KINDS = (
     "spline_autoregressive",
 )
 SCHEDULES = ("cosine", "linear")
+#: draws of (t, noise) per row in the held-out DDPM loss
+_EVAL_REPEATS = 8
 
 
 # --------------------------------------------------------------------------- helpers
@@ -164,6 +166,65 @@ class EmpiricalPrior(Prior):
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-ready); the rows travel in ``state_dict()``."""
         return {"dim": self.dim, "jitter": self.jitter}
+
+
+class GaussianPrior(Prior):
+    r"""A full-covariance Gaussian :math:`\mathcal N(\mu, LL^\top)` over the features.
+
+    Its maximum-likelihood fit is closed form, so :meth:`setup` sets the sample mean and the
+    Cholesky factor of the (biased) sample covariance and there is nothing left to fit; the
+    parameters are buffers, so they can also be set by hand (a known model).
+
+    :param dim: number of features.
+
+    >>> p = GaussianPrior(2)
+    >>> p.setup(torch.tensor([[0.0, 1.0], [2.0, 3.0], [1.0, 2.0]]))
+    >>> p.loc.tolist()
+    [1.0, 2.0]
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim)
+        if self.dim < 1:
+            raise OptionError(f"dim={dim!r}: expected at least 1")
+        self.loc: torch.Tensor
+        self.scale_tril: torch.Tensor
+        self.register_buffer("loc", torch.zeros(self.dim))
+        self.register_buffer("scale_tril", torch.eye(self.dim))
+
+    def setup(self, x: torch.Tensor) -> None:
+        """Set the maximum-likelihood mean and covariance of the rows ``x`` (n, dim)."""
+        _check_rows(x, self.dim, "GaussianPrior.setup")
+        if x.shape[0] < 2:
+            raise DataError("GaussianPrior.setup: x has fewer than 2 rows: expected at least 2")
+        x = x.detach().to(self.loc.device, torch.float64)
+        loc = x.mean(0)
+        cov = (x - loc).T @ (x - loc) / x.shape[0]
+        cov = cov + 1e-9 * torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
+        self.loc = loc.to(self.scale_tril.dtype)
+        self.scale_tril = torch.linalg.cholesky(cov).to(self.loc.dtype)
+
+    def distribution(self) -> dist.MultivariateNormal:
+        """The prior as a Pyro distribution (event shape ``(dim,)``)."""
+        return dist.MultivariateNormal(self.loc, scale_tril=self.scale_tril)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x)`` for ``x`` of shape ``(..., dim)``; differentiable in ``x``."""
+        return self.distribution().log_prob(x)
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws ``loc + L u``, ``u`` standard normal drawn with ``generator``."""
+        u = _randn((int(n), self.dim), self.loc, generator)
+        return self.loc + u @ self.scale_tril.T
+
+    @property
+    def trainable(self) -> bool:
+        """Nothing to fit: :meth:`setup` is the maximum-likelihood estimate."""
+        return False
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-ready); the parameters travel in ``state_dict()``."""
+        return {"dim": self.dim}
 
 
 # --------------------------------------------------------------------------- flow
@@ -314,13 +375,19 @@ class FlowPrior(Prior):
         """``log p(x)`` for ``x`` of shape ``(..., dim)``; differentiable in ``x``."""
         return self.distribution().log_prob(x)
 
+    def transform(self, u: torch.Tensor) -> torch.Tensor:
+        """The flow's map :math:`x = T(u)` from base noise ``u`` of shape ``(..., dim)``;
+        differentiable in ``u`` and the parameters (reparameterised draws).
+        """
+        x = u
+        for t in self._transform_list():
+            x = t(x)
+        return x
+
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws ``T(u)`` (no gradient), the base noise ``u`` drawn with ``generator``."""
         with torch.no_grad():
-            x = _randn((int(n), self.dim), self.base_loc, generator)
-            for t in self._transform_list():
-                x = t(x)
-        return x
+            return self.transform(_randn((int(n), self.dim), self.base_loc, generator))
 
     def model(self, x: torch.Tensor, *, name: str = "X", n_total: int | None = None) -> None:
         """The Pyro program fitting the flow: ``x ~ flow`` observed, ``x`` of shape (n, dim)."""
@@ -376,6 +443,35 @@ class _TimeEmbedding(nn.Module):
         return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
 
 
+class _EMA(nn.Module):
+    """An exponential moving average of a network's parameters, kept as buffers."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.names = [n for n, _ in net.named_parameters()]
+        for i, p in enumerate(net.parameters()):
+            self.register_buffer(f"p{i}", p.detach().clone())
+        self.steps: torch.Tensor
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The averaged parameters by name, for :func:`torch.func.functional_call`."""
+        return {n: getattr(self, f"p{i}") for i, n in enumerate(self.names)}
+
+    @torch.no_grad()
+    def update(self, net: nn.Module, decay: float) -> None:
+        r"""Move the average towards ``net``'s parameters.
+
+        The decay warms up as :math:`\min(decay, (1 + k) / (10 + k))` after ``k`` updates, so
+        the initial weights are forgotten within a short fit.
+        """
+        self.steps += 1
+        k = int(self.steps)
+        d = min(decay, (1 + k) / (10 + k))
+        for i, p in enumerate(net.parameters()):
+            getattr(self, f"p{i}").lerp_(p.detach(), 1 - d)
+
+
 class DiffusionPrior(Prior):
     r"""A DDPM prior (Ho et al. 2020): an epsilon network :math:`\epsilon_\theta(x_t, t)`.
 
@@ -398,6 +494,9 @@ class DiffusionPrior(Prior):
     :param hidden: hidden layer sizes of the epsilon network (an MLP with SiLU).
     :param time_embedding_dim: size of the sinusoidal embedding of ``t`` (even), concatenated
         to :math:`x_t` as the network's input.
+    :param ema_decay: decay of the exponential moving average of the network's weights,
+        updated at every training step of :meth:`model` (Ho et al. 2020 use 0.9999 for long
+        runs); once updated, :meth:`eps` and everything built on it use the average. 0: off.
 
     :meth:`model` is the DDPM "simple" objective as a :func:`pyro.factor`, so
     :func:`~sedge_pyro.inference.fit_component` minimises it; the reported loss per row is
@@ -424,10 +523,13 @@ class DiffusionPrior(Prior):
         schedule: str = "cosine",
         hidden: Sequence[int] = (128, 128),
         time_embedding_dim: int = 32,
+        ema_decay: float = 0.999,
     ) -> None:
         super().__init__(dim)
         if self.dim < 1:
             raise OptionError(f"dim={dim!r}: expected at least 1")
+        if not 0.0 <= ema_decay < 1.0:
+            raise OptionError(f"ema_decay={ema_decay!r}: expected a number in [0, 1)")
         if int(T) < 1:
             raise OptionError(f"T={T!r}: expected at least 1")
         if schedule not in SCHEDULES:
@@ -452,6 +554,8 @@ class DiffusionPrior(Prior):
         self.register_buffer("alpha_bar", alpha_bar.float())
         self.time_embedding = _TimeEmbedding(self.time_embedding_dim)
         self.net = mlp(self.dim + self.time_embedding_dim, self.dim, self.hidden)
+        self.ema_decay = float(ema_decay)
+        self.ema = _EMA(self.net)
 
     # ------------------------------------------------------------------ schedule lookup
 
@@ -475,10 +579,25 @@ class DiffusionPrior(Prior):
 
     # ------------------------------------------------------------------ the network
 
-    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        r"""The predicted noise :math:`\epsilon_\theta(x_t, t)`, shape of ``x_t``."""
+    @property
+    def uses_ema(self) -> bool:
+        """Whether :meth:`eps` uses the EMA weights (``ema_decay > 0`` and updated at least
+        once by :meth:`model`).
+        """
+        return self.ema_decay > 0 and int(self.ema.steps) > 0
+
+    def eps(
+        self, x_t: torch.Tensor, t: int | torch.Tensor, *, ema: bool | None = None
+    ) -> torch.Tensor:
+        r"""The predicted noise :math:`\epsilon_\theta(x_t, t)`, shape of ``x_t``.
+
+        :param ema: use the exponential moving average of the weights (``None``:
+            :attr:`uses_ema`) rather than the raw ones.
+        """
         t = self._t(t, x_t)
         h = torch.cat([x_t, self.time_embedding(t).to(x_t.dtype)], dim=-1)
+        if self.uses_ema if ema is None else ema:
+            return torch.func.functional_call(self.net, self.ema.weights(), (h,))
         return self.net(h)
 
     def score(
@@ -553,22 +672,37 @@ class DiffusionPrior(Prior):
 
     # ------------------------------------------------------------------ fitting
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self,
+        x: torch.Tensor,
+        *,
+        ema: bool = False,
+        repeats: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         r"""Per-row DDPM "simple" loss :math:`\frac{1}{d}\lVert \epsilon - \epsilon_\theta(
-        x_t, t) \rVert^2`, :math:`t \sim U\{1..T\}`, shape ``(n,)`` (torch's global RNG).
+        x_t, t) \rVert^2`, :math:`t \sim U\{1..T\}`, shape ``(n,)``.
+
+        :param ema: evaluate the EMA weights instead of the raw (trained) ones.
+        :param repeats: average over this many draws of ``(t, noise)`` per row.
+        :param generator: draws ``t`` and the noise (on ``x``'s device); torch's global RNG
+            when ``None``.
         """
         _check_rows(x, self.dim, "DiffusionPrior.loss")
         n = x.shape[0]
+        m = n * int(repeats)
+        x0 = x.repeat(int(repeats), 1)
         # stratified steps (Kingma et al. 2021's low-discrepancy sampler): each t_i is
         # uniform on 1..T, but together they cover the range evenly, which removes most of
         # the loss's variance across minibatches (the loss scale varies strongly with t)
-        u = torch.rand((), device=x.device)
-        s = torch.remainder(u + torch.arange(n, device=x.device) / n, 1.0)
+        u = torch.rand((), device=x.device, generator=generator)
+        s = torch.remainder(u + torch.arange(m, device=x.device) / m, 1.0)
         t = (s * self.T).long().clamp(max=self.T - 1) + 1
-        noise = torch.randn_like(x)
+        noise = torch.randn(x0.shape, dtype=x.dtype, device=x.device, generator=generator)
         ab = self._at(self.alpha_bar, t).to(x.dtype)
-        x_t = ab.sqrt() * x + (1 - ab).sqrt() * noise
-        return (self.eps(x_t, t) - noise).pow(2).mean(-1)
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        err = (self.eps(x_t, t, ema=ema) - noise).pow(2).mean(-1)
+        return err.reshape(int(repeats), n).mean(0)
 
     def model(self, x: torch.Tensor, *, name: str = "X", n_total: int | None = None) -> None:
         """The Pyro program fitting the network: ``pyro.factor(name, -loss)`` per row.
@@ -576,9 +710,24 @@ class DiffusionPrior(Prior):
         The plate scales the minibatch's sum by ``n_total / batch``, so SVI with an empty
         guide minimises the DDPM loss of the whole data set. The step ``t`` and the noise are
         drawn from torch's global RNG (seeded by ``pyro.set_rng_seed``).
+
+        With gradients on (a training step) each call first moves the EMA weights towards the
+        current ones (Ho et al. 2020 sample from such an average). With gradients off (the
+        held-out evaluation of :func:`~sedge_pyro.inference.fit_component`) the loss is that
+        of the EMA weights, the ones :meth:`sample` uses, averaged over several fixed draws
+        of ``(t, noise)`` per row (common random numbers), so early stopping compares
+        checkpoints rather than noise.
         """
         pyro.module(name, self)
-        loss = self.loss(x)
+        if torch.is_grad_enabled():
+            if self.ema_decay > 0:
+                self.ema.update(self.net, self.ema_decay)
+            loss = self.loss(x)
+        else:
+            # the same (t, noise) at every evaluation: held-out losses of successive
+            # checkpoints are then paired, so early stopping compares models, not noise
+            g = torch.Generator(device=x.device).manual_seed(0)
+            loss = self.loss(x, ema=self.uses_ema, repeats=_EVAL_REPEATS, generator=g)
         with data_plate(f"{name}_data", x.shape[0], n_total):
             pyro.factor(name, -loss)
 
@@ -590,4 +739,5 @@ class DiffusionPrior(Prior):
             "schedule": self.schedule,
             "hidden": list(self.hidden),
             "time_embedding_dim": self.time_embedding_dim,
+            "ema_decay": self.ema_decay,
         }
