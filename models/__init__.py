@@ -13,7 +13,7 @@ from sedge_pyro.models.likelihoods import (
 )
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
-from sedge_pyro.models.priors import DiffusionPrior, EmpiricalPrior, FlowPrior
+from sedge_pyro.models.priors import DiffusionPrior, EmpiricalPrior, FlowPrior, GaussianPrior
 from sedge_pyro.models.sedge import STRUCTURES, SEDGEModel
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "FactorizedPrior",
     "FlowPrior",
     "GaussianMLP",
+    "GaussianPrior",
     "JointGaussian",
     "NearestNeighbourConditional",
     "Prior",

@@ -49,7 +49,7 @@ __all__ = ["STRUCTURES", "SEDGEModel"]
 
 STRUCTURES = ("sparse", "dense", "joint", "reverse", "reverse-factorized")
 LIKELIHOODS = ("auto", "gaussian", "bernoulli", "categorical", "flow")
-PRIORS = ("flow", "empirical", "diffusion", "factorized")
+PRIORS = ("flow", "empirical", "diffusion", "factorized", "gaussian")
 FORMAT_VERSION = 1
 
 _CLASSES: dict[str, type[nn.Module]] = {
@@ -62,6 +62,7 @@ _CLASSES: dict[str, type[nn.Module]] = {
         L.JointGaussian,
         P.EmpiricalPrior,
         P.FlowPrior,
+        P.GaussianPrior,
         P.DiffusionPrior,
     )
 }
@@ -80,10 +81,11 @@ class SEDGEModel(PyroModule):
         categorical for labels), ``"gaussian"``, ``"bernoulli"``, ``"categorical"``,
         ``"flow"`` (conditional spline flow, App. D.2), or a dict spec -> one of these.
     :param prior: ``"flow"`` (normalizing flow by maximum likelihood), ``"empirical"``
-        (training rows), ``"diffusion"`` (DDPM, for DPS and annealed Langevin), or
+        (training rows), ``"diffusion"`` (DDPM, for DPS and annealed Langevin),
         ``"factorized"`` (``prod_j p(x_j | pa(x_j))`` along the feature -> feature edges, each a
-        Gaussian MLP); a dict feature -> ``"gaussian"``/``"flow"`` is a factorized prior with
-        per-feature choices.
+        Gaussian MLP), or ``"gaussian"`` (one full-covariance Gaussian, fit in closed form); a
+        dict feature -> ``"gaussian"``/``"flow"`` is a factorized prior with per-feature
+        choices.
     :param structure: one of :data:`STRUCTURES` (the paper's models A-E).
     :param hidden: hidden layer sizes of the MLPs.
     :param prior_options: extra keyword arguments of the prior's class (e.g.
@@ -127,6 +129,8 @@ class SEDGEModel(PyroModule):
         else:
             raise OptionError(f"prior={prior!r}: expected one of {', '.join(PRIORS)} or a dict")
         self.columns: Columns | None = None
+        #: the training rows (features and specs, raw units) the model was fit on
+        self.seen: pd.DataFrame | None = None
         self.components = nn.ModuleDict()
         self.history: dict[str, dict[str, Any]] = {}
 
@@ -255,7 +259,12 @@ class SEDGEModel(PyroModule):
         if isinstance(choice, dict) or choice == "factorized":
             per = choice if isinstance(choice, dict) else dict.fromkeys(self.features, "gaussian")
             return FactorizedPrior(self.graph, per, hidden=self.hidden)
-        cls = {"flow": P.FlowPrior, "empirical": P.EmpiricalPrior, "diffusion": P.DiffusionPrior}
+        cls = {
+            "flow": P.FlowPrior,
+            "empirical": P.EmpiricalPrior,
+            "diffusion": P.DiffusionPrior,
+            "gaussian": P.GaussianPrior,
+        }
         try:
             return cls[choice](d, **self.prior_options)
         except TypeError as err:
@@ -408,6 +417,8 @@ class SEDGEModel(PyroModule):
                 for z in self.specs
             }
             self.columns = Columns.fit(df, self.features, self.specs, kinds)
+            cols = list(self.features) + list(self.specs)
+            self.seen = df[cols].reset_index(drop=True).copy()
             torch.manual_seed(seed)
             self._build()
             self.history = {}
@@ -506,6 +517,97 @@ class SEDGEModel(PyroModule):
             total -= jac_x
         return total.cpu().numpy()
 
+    @torch.no_grad()
+    def spec_probability(
+        self,
+        data: Any,
+        target: Mapping[str, Any],
+        *,
+        tolerance: float | Mapping[str, float] | None = None,
+    ) -> pd.DataFrame:
+        """Per row of features, the fitted probability that each target spec is met.
+
+        ``P(z_i in A_i | V_i(x))`` from the fitted likelihoods (models A/B); a point target on
+        a continuous spec counts as met within the tolerance of :func:`~sedge_pyro.identify`
+        (0.1 training standard deviations by default). Column ``"all"`` is their product
+        (the specs are independent given ``X``, Sec. 3.1).
+
+        :param data: rows with a column per feature (raw units).
+        :param target: specification -> value or :class:`~sedge_pyro.Interval`.
+        :returns: a DataFrame with a column per target spec and ``"all"``.
+        """
+        from sedge_pyro.inference.target import Target
+
+        self._require_fitted()
+        assert self.columns is not None
+        df = as_frame(data)
+        from sedge_pyro.models.columns import check_columns
+
+        check_columns(df, list(self.features))
+        x = self.columns.tensor(df, self.features, device=self.device)
+        probs = Target(self, target, tolerance=tolerance).event_probabilities(x)
+        out = pd.DataFrame({k: v.cpu().numpy() for k, v in probs.items()}, index=df.index)
+        out["all"] = out.prod(axis=1)
+        return out
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(
+        self,
+        target: Mapping[str, Any],
+        n: int = 1000,
+        method: str | None = None,
+        *,
+        chains: int = 1,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        tolerance: float | Mapping[str, float] | None = None,
+        progress: bool = False,
+        **options: Any,
+    ) -> Any:
+        """Draw features ``X`` for a target ``Z_T = z`` the training rows may never show.
+
+        :param target: specification -> value (a number or category) or
+            :class:`~sedge_pyro.Interval`, on any subset of the specs.
+        :param n: draws per chain.
+        :param method: ``"plan"`` (default for models A/B: follows :func:`~sedge_pyro.identify`'s
+            factorization), ``"opt"`` (Algorithm 1), ``"dps"`` (Algorithm 2), ``"langevin"``,
+            ``"svi"``, ``"nuts"``, or ``"direct"`` (models D/E); see
+            :mod:`sedge_pyro.inference.sample`.
+        :param chains: independent chains (ArviZ's ``chain`` dimension).
+        :param seed: seeds the draws.
+        :param device: where to sample (default: the model's device).
+        :param tolerance: for point targets on continuous specs, how close a training value
+            must be to count as the target (as in :func:`~sedge_pyro.identify`).
+        :param progress: show a progress bar.
+        :param options: the method's own options (e.g. ``steps``, ``step_size``).
+        :returns: :class:`~sedge_pyro.inference.Samples`, shape ``(chains, n)`` per feature.
+        :raises TargetError: for an unknown spec, a value outside a categorical's levels, an
+            interval holding no value, or a value never seen alone (Assumption 1).
+        :raises SamplingError: when the sampler diverges (names the method and step).
+
+        >>> import sedge_pyro as sp
+        >>> seen, oracle, graph = sp.datasets.paper_synthetic(1000, seed=0)
+        >>> model = sp.SEDGEModel(graph, prior="empirical").fit(seen, steps=20, progress=False)
+        >>> s = model.sample({"z1": 1.0}, n=50, method="plan")
+        >>> s.to_dataframe().shape
+        (50, 3)
+        """
+        from sedge_pyro.inference.sample import sample
+
+        return sample(
+            self,
+            target,
+            n,
+            method,
+            chains=chains,
+            seed=seed,
+            device=device,
+            tolerance=tolerance,
+            progress=progress,
+            **options,
+        )
+
     # ------------------------------------------------------------------ persistence
 
     def state(self) -> dict[str, Any]:
@@ -528,6 +630,7 @@ class SEDGEModel(PyroModule):
             "prior_options": self.prior_options,
             "hidden": list(self.hidden),
             "columns": self.columns.to_dict(),
+            "seen": None if self.seen is None else {c: self.seen[c].to_numpy() for c in self.seen},
             "components": comps,
             "history": copy.deepcopy(self.history),
         }
@@ -587,6 +690,8 @@ class SEDGEModel(PyroModule):
             prior_options=state["prior_options"],
         )
         model.columns = Columns.from_dict(state["columns"])
+        if state.get("seen") is not None:
+            model.seen = pd.DataFrame(state["seen"])
         comps = nn.ModuleDict()
         for key, item in state["components"].items():
             if item["class"] == "FactorizedPrior":

@@ -13,6 +13,7 @@ from sedge_pyro.errors import (
     GraphError,
     NotIdentifiable,
     OptionError,
+    SamplingError,
     SedgeError,
     TargetError,
 )
@@ -27,6 +28,7 @@ _LAZY = {
     "models": ("sedge_pyro.models", None),
     "inference": ("sedge_pyro.inference", None),
     "SEDGEModel": ("sedge_pyro.models", "SEDGEModel"),
+    "Samples": ("sedge_pyro.inference", "Samples"),
     "learn_parents": ("sedge_pyro.inference", "learn_parents"),
 }
 
@@ -56,6 +58,8 @@ __all__ = [
     "NotIdentifiable",
     "OptionError",
     "SEDGEModel",
+    "SamplingError",
+    "Samples",
     "SedgeError",
     "SpecGraph",
     "Status",

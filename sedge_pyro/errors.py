@@ -12,6 +12,7 @@ __all__ = [
     "GraphError",
     "NotIdentifiable",
     "OptionError",
+    "SamplingError",
     "SedgeError",
     "TargetError",
 ]
@@ -39,3 +40,7 @@ class OptionError(SedgeError, ValueError):
 
 class NotIdentifiable(SedgeError):
     """The requested distribution cannot be constructed from the training data."""
+
+
+class SamplingError(SedgeError, RuntimeError):
+    """A sampler diverged (a NaN or infinite draw); the message names the method and step."""

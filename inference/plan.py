@@ -1,0 +1,364 @@
+r"""The ``plan`` sampler: draws that follow :func:`~sedge_pyro.identify`'s factorization.
+
+The factorization of :math:`p(X \mid Z_T = z)` is a product of terms on the training
+distribution :math:`p_D` (Thms 1-3, Prop. 4, Eq. (3)). Each term is compiled into one of two
+operations on a population of particles (partial feature vectors):
+
+* a **draw term** :math:`p_D(F \mid C, Z_E \in A_E)` fills the features ``F`` of every particle
+  with those of a training row whose ``C`` matches the particle's and whose specs meet the
+  events ``E``, chosen with probability proportional to the row's weight;
+* a **weight term** :math:`p_D(Z_E \in A_E \mid C)` multiplies each particle's importance
+  weight by that probability, estimated on the training rows whose ``C`` matches.
+
+A row's weight for events ``E`` is the product over its specs of an *empirical* indicator
+:math:`1[z_i \in A_i]` (a category, a 0/1 value or an interval: the exact conditional of the
+training rows), or, for a point target on a continuous spec (an event of probability zero),
+the *fitted* likelihood :math:`\hat p(z_i \mid V_i)` at the row's features. Rows "match" on
+``C`` exactly when ``C`` takes few distinct values in the training rows (at most one per five
+rows: discrete features), else through the ``k`` nearest rows in normalised units.
+
+Identifiable targets need no weights: every component is drawn from its own block of rows and
+the blocks are recombined (Thm 1). For a conservative target (Eq. (3)), the shared features
+:math:`X_c` and the first block are drawn from :math:`p_D(X_c, F_1 \mid z_{B_1})`, weighted by
+:math:`\prod_{r \ge 2} p_D(z_{B_r} \mid X_c)` and resampled (sampling-importance-resampling,
+whose effective sample size is reported), and each group's private features are then drawn
+given :math:`X_c` and its own specs. Draws are always training values (per block), so ``plan``
+never leaves the support of the training rows.
+
+References: Thms 1-3, Prop. 4 and Eq. (3) of the SEDGE paper; Rubin (1988) for SIR.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from sedge_pyro.assumptions import Coverage
+from sedge_pyro.errors import OptionError, SamplingError
+from sedge_pyro.expr import Term
+from sedge_pyro.identify import Identification, identify
+from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.target import Problem
+
+__all__ = ["sample_plan"]
+
+#: conditioning values count as discrete when there is at most one distinct value per this
+#: many training rows
+_ROWS_PER_VALUE = 5
+#: bound on particle-by-row distances held at once
+_MAX_DISTANCES = 1 << 22
+
+
+def sample_plan(
+    problem: Problem,
+    n: int,
+    *,
+    chains: int,
+    generator: torch.Generator,
+    progress: bool,
+    oversample: int = 8,
+    k: int | None = None,
+) -> Draws:
+    r"""Draw ``chains x n`` feature vectors by compiling the identification's factorization.
+
+    :param problem: the fitted model and compiled target.
+    :param n: draws per chain (chains of ``plan`` are independent batches).
+    :param oversample: particles per kept draw before importance resampling, for components
+        with weight terms (conservative targets).
+    :param k: neighbours used to match continuous conditioning features (default
+        :math:`\max(10, \sqrt{n_{rows}})`, at most 200).
+    :returns: :class:`Draws` with per-draw ``log_weight`` (the importance weight of the draw
+        before resampling, 0 when there was none), and in ``info`` the identification
+        ``status``, the ``factorization`` text and the smallest effective sample size
+        ``ess`` (and ``ess_fraction``) over components.
+    :raises OptionError: for ``oversample < 1`` or ``k < 1``, or a point target on a
+        continuous spec with a model that has no per-spec likelihood.
+    :raises SamplingError: when no training row supports a term.
+    """
+    if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
+        raise OptionError(f"oversample={oversample!r}: expected a whole number >= 1")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise OptionError(f"k={k!r}: expected a whole number >= 1 or None")
+    model, target = problem.model, problem.target
+    res = identify(model.graph, target.target, problem.model.seen, tolerance=target.tolerance)
+    plan = _Plan(problem, res, k, generator)
+    total = chains * n
+    x = torch.full((total, problem.dim), torch.nan, device=problem.device)
+    log_w = torch.zeros(total, device=problem.device)
+    ess: list[float] = []
+    fractions: list[float] = []
+    for comp_terms in plan.by_component():
+        feats, lw, comp_ess, frac = plan.run(comp_terms, total, oversample)
+        for f, values in feats.items():
+            x[:, model.features.index(f)] = values
+        log_w += lw
+        ess.append(comp_ess)
+        fractions.append(frac)
+    missing = [f for j, f in enumerate(model.features) if bool(torch.isnan(x[:, j]).any())]
+    if missing:
+        raise SamplingError(f"method 'plan' drew no value for feature {missing[0]!r}")
+    check_finite(x, "plan", "end")
+    info: dict[str, Any] = {
+        "status": res.status.name,
+        "factorization": str(res.factorization),
+        "ess": min(ess, default=math.inf),
+        "ess_fraction": min(fractions) if fractions else 1.0,
+        "k": plan.k,
+    }
+    return Draws(x.reshape(chains, n, problem.dim), {"log_weight": log_w.reshape(chains, n)}, info)
+
+
+class _Plan:
+    """The training rows, their per-event weights, and the operations of the terms."""
+
+    def __init__(
+        self, problem: Problem, res: Identification, k: int | None, generator: torch.Generator
+    ) -> None:
+        self.problem = problem
+        self.model = problem.model
+        self.res = res
+        self.g = generator
+        self.device = problem.device
+        self.X = problem.train_x
+        self.n_rows = self.X.shape[0]
+        self.k = int(k) if k is not None else int(min(200, max(10, math.isqrt(self.n_rows))))
+        seen = self.model.seen
+        assert seen is not None and res.factorization is not None
+        cov = Coverage(seen, problem.target.target, problem.target.tolerance)
+        self.weights: dict[str, torch.Tensor] = {}
+        for e in problem.target.events:
+            if e.density:
+                if self.model.structure not in ("sparse", "dense"):
+                    raise OptionError(
+                        f"method 'plan' weighs a point target on continuous {e.spec!r} by its "
+                        f"fitted likelihood; structure {self.model.structure!r} has none: give "
+                        "an interval instead"
+                    )
+                lik = self.model.likelihood(e.spec)
+                y = torch.full((self.n_rows, 1), e.low, device=self.device)
+                with torch.no_grad():
+                    lp = lik.log_prob(y, self.X[:, list(e.context)])
+                # densities enter only as relative weights: scale them to at most 1
+                self.weights[e.spec] = (lp - lp.max()).exp()
+            else:
+                mask = cov.masks[e.spec]
+                self.weights[e.spec] = torch.as_tensor(mask, dtype=torch.float32).to(self.device)
+        self._groups: dict[tuple[int, ...], tuple[torch.Tensor, int] | None] = {}
+
+    # ------------------------------------------------------------------ structure
+
+    def by_component(self) -> list[list[Term]]:
+        """The factorization's terms, grouped by the component they belong to, in order."""
+        assert self.res.factorization is not None
+        terms = [f.term for f in self.res.factorization.factors]
+        out = []
+        for comp in self.res.components:
+            names = comp.features | comp.specs
+            out.append([t for t in terms if {v.name for v in t.lhs + t.rhs} <= names])
+        covered = sum(len(t) for t in out)
+        if covered != len(terms):
+            raise SamplingError("method 'plan' could not assign every term to a component")
+        return out
+
+    def _idx(self, names: list[str]) -> list[int]:
+        return [self.model.features.index(f) for f in names]
+
+    def _row_weight(self, events: list[str]) -> torch.Tensor:
+        w = torch.ones(self.n_rows, device=self.device)
+        for e in events:
+            w = w * self.weights[e]
+        return w
+
+    # ------------------------------------------------------------------ one component
+
+    def run(
+        self, terms: list[Term], n_out: int, oversample: int
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, float, float]:
+        """Run a component's terms; returns its features' values, the log-weights the kept
+        particles had when resampled, the smallest ESS and ESS / particles.
+        """
+        weighted = any(not _free(t.lhs) and _free(t.rhs) for t in terms)
+        n_part = n_out * oversample if weighted else n_out
+        values: dict[str, torch.Tensor] = {}
+        log_w = torch.zeros(n_part, device=self.device)
+        kept = torch.zeros(n_part, device=self.device)
+        pending = False
+        ess, frac = math.inf, 1.0
+        for term in terms:
+            lhs_free = _free(term.lhs)
+            lhs_events = [v.name for v in term.lhs if v.value is not None]
+            rhs_free = _free(term.rhs)
+            rhs_events = [v.name for v in term.rhs if v.value is not None]
+            if lhs_events and rhs_free:
+                log_w = log_w + self._log_event_prob(lhs_events, rhs_free, values)
+                pending = True
+            # an event term with nothing free to condition on is a constant factor
+            if lhs_free:
+                if pending and rhs_free:
+                    values, kept, e, f = self._resample(values, log_w, kept, n_out)
+                    ess, frac = min(ess, e), min(frac, f)
+                    log_w = torch.zeros(n_out, device=self.device)
+                    pending = False
+                events = rhs_events + lhs_events
+                rows, e = self._draw_rows(lhs_free, rhs_free, events, values, log_w.shape[0])
+                ess = min(ess, e)
+                for j, f_name in zip(self._idx(lhs_free), lhs_free, strict=True):
+                    values[f_name] = self.X[rows, j]
+        if pending or log_w.shape[0] != n_out:
+            values, kept, e, f = self._resample(values, log_w, kept, n_out)
+            ess, frac = min(ess, e), min(frac, f)
+        return values, kept, ess, frac
+
+    def _resample(
+        self,
+        values: dict[str, torch.Tensor],
+        log_w: torch.Tensor,
+        kept: torch.Tensor,
+        n_out: int,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, float, float]:
+        """Sampling-importance-resampling of the particles down to ``n_out``."""
+        if not bool(torch.isfinite(log_w).any()):
+            raise SamplingError(
+                "method 'plan': every particle has weight 0: no training row supports the "
+                "target's blocks together (the overlap assumption fails for this target)"
+            )
+        w = (log_w - log_w.max()).exp()
+        ess = float(w.sum() ** 2 / (w * w).sum())
+        idx = torch.multinomial(w, n_out, replacement=True, generator=self.g)
+        out = {f: v[idx] for f, v in values.items()}
+        return out, kept[idx] + log_w[idx], ess, ess / log_w.shape[0]
+
+    # ------------------------------------------------------------------ matching rows
+
+    def _groups_of(self, cond: list[str]) -> tuple[torch.Tensor, int] | None:
+        """Group ids of the training rows by their ``cond`` values, if discrete."""
+        key = tuple(self._idx(cond))
+        if key not in self._groups:
+            _, inverse = torch.unique(self.X[:, list(key)], dim=0, return_inverse=True)
+            n_groups = int(inverse.max()) + 1
+            self._groups[key] = (
+                (inverse, n_groups) if n_groups * _ROWS_PER_VALUE <= self.n_rows else None
+            )
+        return self._groups[key]
+
+    def _particle_groups(self, cond: list[str], values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The group id of each particle's ``cond`` values (they are training values)."""
+        rows = self.X[:, self._idx(cond)]
+        parts = torch.stack([values[f] for f in cond], dim=1)
+        _, inverse = torch.unique(torch.cat([rows, parts]), dim=0, return_inverse=True)
+        groups = self._groups_of(cond)
+        assert groups is not None
+        row_ids, n_groups = groups
+        # the unique ids of the joint call map onto the training rows' groups
+        lookup = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.long, device=self.device)
+        lookup[inverse[: self.n_rows]] = row_ids
+        return lookup[inverse[self.n_rows :]]
+
+    def _neighbours(
+        self, cond: list[str], values: dict[str, torch.Tensor], candidates: torch.Tensor
+    ) -> torch.Tensor:
+        """Indices (into ``candidates``) of each particle's nearest candidate rows in ``cond``."""
+        rows = self.X[candidates][:, self._idx(cond)]
+        parts = torch.stack([values[f] for f in cond], dim=1)
+        k = min(self.k, rows.shape[0])
+        chunk = max(1, _MAX_DISTANCES // max(1, rows.shape[0]))
+        out = [
+            torch.cdist(parts[i : i + chunk], rows, compute_mode="donot_use_mm_for_euclid_dist")
+            .topk(k, dim=1, largest=False)
+            .indices
+            for i in range(0, parts.shape[0], chunk)
+        ]
+        return torch.cat(out)
+
+    def _log_event_prob(
+        self, events: list[str], cond: list[str], values: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        r""":math:`\log p_D(Z_E \in A_E \mid C = c)` for each particle."""
+        have = set(cond)
+        if all(self._is_density(e) and set(self.model.context_of(e)) <= have for e in events):
+            # fitted likelihoods whose parents are all conditioned on: use them at the particle
+            total = torch.zeros(next(iter(values.values())).shape[0], device=self.device)
+            with torch.no_grad():
+                for ev in self.problem.target.events:
+                    if ev.spec in events:
+                        ctx = torch.stack([values[f] for f in self.model.context_of(ev.spec)], 1)
+                        y = torch.full((ctx.shape[0], 1), ev.low, device=self.device)
+                        total += self.model.likelihood(ev.spec).log_prob(y, ctx)
+            return total
+        w = self._row_weight(events)
+        groups = self._groups_of(cond)
+        if groups is not None:
+            row_ids, n_groups = groups
+            sums = torch.zeros(n_groups, device=self.device).index_add_(0, row_ids, w)
+            counts = torch.bincount(row_ids, minlength=n_groups).float()
+            p = (sums / counts)[self._particle_groups(cond, values)]
+        else:
+            everyone = torch.arange(self.n_rows, device=self.device)
+            nb = self._neighbours(cond, values, everyone)
+            p = w[nb].mean(1)
+        return p.log()
+
+    def _is_density(self, spec: str) -> bool:
+        return any(e.spec == spec and e.density for e in self.problem.target.events)
+
+    def _draw_rows(
+        self,
+        lhs: list[str],
+        cond: list[str],
+        events: list[str],
+        values: dict[str, torch.Tensor],
+        n_part: int,
+    ) -> tuple[torch.Tensor, float]:
+        r"""A training row per particle, from :math:`p_D(\cdot \mid C = c, Z_E \in A_E)`, and
+        the effective number of rows the draw rests on (:math:`(\sum w)^2 / \sum w^2` over
+        the rows; infinite when the draw is conditional, its figure is then the SIR's).
+        """
+        w = self._row_weight(events)
+        if float(w.sum()) <= 0:
+            raise SamplingError(
+                f"method 'plan': no training row meets {', '.join(events)} for the term of "
+                f"{', '.join(lhs)}"
+            )
+        if not cond:
+            ess = float(w.sum() ** 2 / (w * w).sum())
+            return torch.multinomial(w, n_part, replacement=True, generator=self.g), ess
+        groups = self._groups_of(cond)
+        if groups is not None:
+            rows = self._grouped_draw(groups, w, self._particle_groups(cond, values))
+            if rows is not None:
+                return rows, math.inf
+        candidates = torch.nonzero(w > 0).squeeze(1)
+        nb = candidates[self._neighbours(cond, values, candidates)]
+        pick = torch.multinomial(w[nb], 1, generator=self.g).squeeze(1)
+        return nb.gather(1, pick.unsqueeze(1)).squeeze(1), math.inf
+
+    def _grouped_draw(
+        self, groups: tuple[torch.Tensor, int], w: torch.Tensor, part_groups: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Rows drawn within each particle's group, proportional to ``w``; ``None`` when some
+        particle's group has no weight (the caller falls back to nearest neighbours).
+        """
+        row_ids, n_groups = groups
+        order = torch.argsort(row_ids, stable=True)
+        ws = w[order].double()
+        cum = ws.cumsum(0)
+        totals = torch.zeros(n_groups, dtype=torch.float64, device=self.device)
+        totals.index_add_(0, row_ids, w.double())
+        if bool((totals[part_groups] <= 0).any()):
+            return None
+        ids = torch.arange(n_groups, device=self.device)
+        first = torch.searchsorted(row_ids[order].contiguous(), ids)
+        before = cum[first] - ws[first]
+        u = torch.rand(
+            part_groups.shape[0], dtype=torch.float64, device=self.device, generator=self.g
+        )
+        # (1 - 1e-12) keeps a draw at the top of a group inside it despite rounding
+        t = before[part_groups] + u * (1 - 1e-12) * totals[part_groups]
+        pos = torch.searchsorted(cum, t, right=True).clamp(max=cum.shape[0] - 1)
+        return order[pos]
+
+
+def _free(vars_: tuple) -> list[str]:
+    return [v.name for v in vars_ if v.value is None]

@@ -1,0 +1,174 @@
+r"""``sample``: one entry point over the samplers, returning :class:`Samples`.
+
+Every sampler is a function ``fn(problem, n, *, chains, generator, progress, **options) ->
+Draws`` in normalised units; this module compiles the target, seeds, runs the sampler, checks
+the draws are finite, converts them to raw units and records the settings. The methods:
+
+============  ===========================================================================
+``plan``      follows :func:`~sedge_pyro.identify`'s factorization term by term (exact when
+              identifiable); needs no prior density
+``opt``       Algorithm 1: Adam on the guidance loss from training rows (a mode-seeker)
+``dps``       Algorithm 2: diffusion posterior sampling with the DDPM prior
+``langevin``  unadjusted / Metropolis-adjusted Langevin on :math:`\log p(x) + \ell(x)`, or
+              annealed Langevin with the diffusion prior's scores
+``svi``       a normalizing-flow guide fit by SVI to the conditioned model
+``nuts``      Pyro's NUTS on the conditioned model (low-dimensional X)
+``direct``    models D/E: draws from the fitted :math:`p(X \mid Z)` itself
+============  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import torch
+
+from sedge_pyro.errors import OptionError, SamplingError, SedgeError
+from sedge_pyro.inference.samples import Samples
+from sedge_pyro.inference.target import Problem, Target
+
+if TYPE_CHECKING:
+    from sedge_pyro.models.sedge import SEDGEModel
+
+__all__ = ["METHODS", "Draws", "check_finite", "sample"]
+
+#: method name -> "module:function" (loaded on first use)
+METHODS: dict[str, str] = {
+    "plan": "sedge_pyro.inference.plan:sample_plan",
+    "opt": "sedge_pyro.inference.guided:sample_opt",
+    "dps": "sedge_pyro.inference.guided:sample_dps",
+    "langevin": "sedge_pyro.inference.langevin:sample_langevin",
+    "svi": "sedge_pyro.inference.vi:sample_svi",
+    "nuts": "sedge_pyro.inference.nuts:sample_nuts",
+    "direct": "sedge_pyro.inference.direct:sample_direct",
+}
+
+
+class Draws(NamedTuple):
+    """A sampler's output in normalised units.
+
+    :param x: draws, shape ``(chains, draws, features)``.
+    :param stats: per-draw statistics, name -> tensor or array ``(chains, draws)``.
+    :param info: per-run figures (effective sample size, acceptance rate, step size, ...).
+    """
+
+    x: torch.Tensor
+    stats: dict[str, Any]
+    info: dict[str, Any]
+
+
+def check_finite(x: torch.Tensor, method: str, step: int | str) -> None:
+    """Raise :class:`~sedge_pyro.SamplingError` when ``x`` holds a NaN or infinity.
+
+    :param method: the sampler's name, for the message.
+    :param step: the step (or stage) reached, for the message.
+    """
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(-1).sum()) if x.dim() else 1
+        raise SamplingError(
+            f"method {method!r} diverged at step {step}: {bad} draw(s) are NaN or infinite; "
+            "lower the step size or learning rate, or raise the number of steps"
+        )
+
+
+def _resolve(method: str) -> Any:
+    if method not in METHODS:
+        raise OptionError(f"method={method!r}: expected one of {', '.join(METHODS)}")
+    module, name = METHODS[method].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _settings(fn: Any, method: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    params = {
+        k: p.default
+        for k, p in inspect.signature(fn).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and k not in ("chains", "generator", "progress")
+    }
+    unknown = [k for k in options if k not in params]
+    if unknown:
+        raise OptionError(
+            f"method {method!r} has no option {unknown[0]!r}: expected one of "
+            f"{', '.join(params) or '(none)'}"
+        )
+    return {**params, **options}
+
+
+def default_method(model: SEDGEModel) -> str:
+    """The method ``sample`` uses when none is given: ``plan`` for models A/B, ``direct`` for
+    D/E, and for C ``langevin`` (a prior with a density) or ``opt``.
+    """
+    if model.structure in ("reverse", "reverse-factorized"):
+        return "direct"
+    if model.structure == "joint":
+        return "langevin" if model.prior.has_log_prob else "opt"
+    return "plan"
+
+
+def sample(
+    model: SEDGEModel,
+    target: Mapping[str, Any],
+    n: int = 1000,
+    method: str | None = None,
+    *,
+    chains: int = 1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    tolerance: float | Mapping[str, float] | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> Samples:
+    """Draw features for a target from a fitted model (see :meth:`SEDGEModel.sample`)."""
+    if not model.fitted:
+        raise SedgeError("the model is not fitted: call model.fit(data) first")
+    method = default_method(model) if method is None else method
+    fn = _resolve(method)
+    settings = _settings(fn, method, options)
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise OptionError(f"n={n!r}: expected a positive whole number of draws per chain")
+    if isinstance(chains, bool) or not isinstance(chains, int | np.integer) or chains < 1:
+        raise OptionError(f"chains={chains!r}: expected a positive whole number")
+    dev = model.device if device is None else torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SedgeError("device='cuda' but CUDA is not available: use device='cpu'")
+    t = Target(model, target, tolerance=tolerance)
+    model.to(dev)
+    problem = Problem(model, t, dev)
+    generator = torch.Generator(device=dev).manual_seed(int(seed))
+    start = time.perf_counter()
+    draws = fn(
+        problem, int(n), chains=int(chains), generator=generator, progress=progress, **options
+    )
+    seconds = time.perf_counter() - start
+    x = draws.x.detach()
+    check_finite(x, method, "end")
+    if x.shape != (chains, n, problem.dim):
+        raise SedgeError(
+            f"method {method!r} returned shape {tuple(x.shape)}: expected "
+            f"({chains}, {n}, {problem.dim})"
+        )
+    stats = {k: _np(v) for k, v in draws.stats.items()}
+    if "log_likelihood" not in stats and model.structure in ("sparse", "dense", "joint"):
+        try:
+            with torch.no_grad():
+                stats["log_likelihood"] = _np(t.log_likelihood(x))
+        except OptionError:
+            pass  # model C with intervals on several specs has no closed-form likelihood
+    assert model.columns is not None
+    raw = np.stack(
+        [model.columns[f].decode(_np(x[..., j])) for j, f in enumerate(model.features)], axis=-1
+    )
+    info = {"seconds": seconds, "seed": int(seed), "device": str(dev), **draws.info}
+    return Samples(
+        raw, model.features, t.target, method, settings, stats, info, observed=t.observed()
+    )
+
+
+def _np(v: Any) -> np.ndarray:
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu().numpy()
+    return np.asarray(v)

@@ -1,0 +1,392 @@
+r"""A target ``Z_T = z`` compiled against a fitted model: the pieces every sampler shares.
+
+A target maps specifications to points (a number, a category) or :class:`~sedge_pyro.Interval`
+events. :class:`Target` checks it against the model's training rows (Assumption 1: each value
+seen alone, else :class:`~sedge_pyro.TargetError`) and turns it into the model's normalised
+units (Algorithm 1, step 1). Its :meth:`Target.log_likelihood` is the guidance term every
+model-based sampler follows,
+
+.. math:: \ell(x) = \sum_{i \in T} \log p(z_i \in A_i \mid V_i(x)),
+
+a log-density for a point on a continuous spec, the log of a probability for a category or an
+interval (the likelihood's CDF). :class:`Problem` adds the prior: :meth:`Problem.log_density`
+is :math:`\log p(x) + \ell(x)`, the unnormalised log-posterior :math:`\log p(x \mid Z_T = z)` of
+the SEDGE model (Sec. 3.1), and the target of ``langevin``, ``svi`` and ``nuts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sedge_pyro.assumptions import Coverage
+from sedge_pyro.errors import OptionError, SedgeError, TargetError
+from sedge_pyro.expr import Interval, Var
+
+if TYPE_CHECKING:
+    from sedge_pyro.models.base import Prior
+    from sedge_pyro.models.sedge import SEDGEModel
+
+__all__ = ["LOSSES", "Problem", "SpecEvent", "Target"]
+
+#: the guidance losses of ``opt`` and ``dps``: the paper's squared error of the predicted
+#: mean (Algorithms 1-2) or the negative log-likelihood of the target
+LOSSES = ("squared", "nll")
+
+
+@dataclass(frozen=True)
+class SpecEvent:
+    """One target specification in the model's normalised units.
+
+    :param spec: the specification's name.
+    :param kind: its column kind (``continuous``, ``binary``, ``categorical``).
+    :param value: the target as the user gave it (raw units).
+    :param low: normalised lower bound (``None``: unbounded); equal to ``high`` for a point.
+    :param high: normalised upper bound (``None``: unbounded).
+    :param context: indices of the features the likelihood sees (``V_i``).
+    """
+
+    spec: str
+    kind: str
+    value: Any
+    low: float | None
+    high: float | None
+    context: tuple[int, ...]
+
+    @property
+    def point(self) -> bool:
+        """Whether the event is a single value (a density for a continuous spec)."""
+        return self.low is not None and self.low == self.high
+
+    @property
+    def density(self) -> bool:
+        """Whether the likelihood term is a density (a point on a continuous spec)."""
+        return self.point and self.kind == "continuous"
+
+
+def _normalise_value(model: SEDGEModel, spec: str, value: Any) -> tuple[float | None, float | None]:
+    """A raw target value or interval as normalised ``(low, high)``."""
+    assert model.columns is not None
+    col = model.columns[spec]
+    if isinstance(value, Interval):
+        if col.kind == "categorical":
+            cats = col.categories
+            if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in cats):
+                raise TargetError(
+                    f"target for {spec!r} is an interval, but its categories {cats} are not "
+                    "numbers: expected one category"
+                )
+            inside = [i for i, c in enumerate(cats) if value.contains([c])[0]]
+            if not inside:
+                raise TargetError(
+                    f"target for {spec!r} is {value}, which holds none of its categories {cats}"
+                )
+            return float(inside[0]), float(inside[-1])
+        if col.kind == "binary":
+            inside = [v for v in (0, 1) if value.contains([v])[0]]
+            if not inside:
+                raise TargetError(f"target for {spec!r} is {value}, which holds neither 0 nor 1")
+            return float(inside[0]), float(inside[-1])
+        return col.encode_bound(value.low), col.encode_bound(value.high)
+    if col.kind == "categorical":
+        if value not in col.categories:
+            raise TargetError(
+                f"target value {value!r} for {spec!r} is not one of its categories {col.categories}"
+            )
+        code = float(col.categories.index(value))
+        return code, code
+    if isinstance(value, str) or isinstance(value, bool):
+        value = int(value) if isinstance(value, bool) else value
+    if not isinstance(value, int | float):
+        raise TargetError(f"target value {value!r} for {spec!r}: expected a number")
+    if col.kind == "binary":
+        if value not in (0, 1):
+            raise TargetError(f"target value {value!r} for {spec!r}: expected 0 or 1 (binary)")
+        return float(value), float(value)
+    v = col.encode_bound(float(value))
+    return v, v
+
+
+class Target:
+    r"""A target compiled against a fitted model.
+
+    :param model: a fitted :class:`~sedge_pyro.SEDGEModel` (models A-C: a likelihood per
+        spec or a joint one).
+    :param target: specification -> value or :class:`~sedge_pyro.Interval`.
+    :param tolerance: for point targets on continuous specs, the distance within which a
+        training value counts as the target value when checking Assumption 1 (as in
+        :func:`~sedge_pyro.identify`).
+    :raises TargetError: for an unknown spec, a feature named as a target, a value outside a
+        categorical's levels or a binary's {0, 1}, an interval holding no level, or a value
+        never seen alone in the training rows (Assumption 1).
+
+    >>> import sedge_pyro as sp
+    >>> from sedge_pyro.inference import Target
+    >>> seen, _, graph = sp.datasets.paper_synthetic(500, seed=0)
+    >>> model = sp.SEDGEModel(graph, prior="empirical").fit(seen, steps=20, progress=False)
+    >>> t = Target(model, {"z1": sp.Interval(high=0.0), "z2": 1.0})
+    >>> [e.spec for e in t.events], t.events[1].point
+    (['z1', 'z2'], True)
+    """
+
+    def __init__(
+        self,
+        model: SEDGEModel,
+        target: Mapping[str, Any],
+        *,
+        tolerance: float | Mapping[str, float] | None = None,
+    ) -> None:
+        from sedge_pyro.identify import _normalize_target
+
+        if not model.fitted:
+            raise SedgeError("the model is not fitted: call model.fit(data) first")
+        self.model = model
+        self.target = _normalize_target(model.graph, target)
+        self.tolerance = tolerance
+        self.events = [self._event(k, v) for k, v in self.target.items()]
+        self._check_seen()
+
+    def _event(self, spec: str, value: Any) -> SpecEvent:
+        low, high = _normalise_value(self.model, spec, value)
+        assert self.model.columns is not None
+        ctx = tuple(self.model.features.index(f) for f in self.model.context_of(spec))
+        return SpecEvent(spec, self.model.columns[spec].kind, value, low, high, ctx)
+
+    def _check_seen(self) -> None:
+        seen = self.model.seen
+        if seen is None:
+            return
+        cov = Coverage(seen, self.target, self.tolerance)
+        for k, v in self.target.items():
+            if cov.count([k]) == 0:
+                raise TargetError(
+                    f"target value {Var(k, v).to_text()} is never seen in the {cov.n} training "
+                    "rows (Assumption 1): p(X | target) is not identifiable and no sampler can "
+                    "produce it; pick a value the data covers"
+                )
+
+    # ------------------------------------------------------------------ likelihood terms
+
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_i \log p(z_i \in A_i \mid V_i(x))` for normalised ``x`` (..., d).
+
+        Differentiable in ``x``; shape ``x.shape[:-1]``.
+        """
+        return sum(self.terms(x).values(), torch.zeros(x.shape[:-1], device=x.device))
+
+    def terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        r"""Each spec's :math:`\log p(z_i \in A_i \mid V_i(x))`, shape ``x.shape[:-1]``."""
+        m = self.model
+        if m.structure == "joint":
+            return {"joint": self._joint_log_likelihood(x)}
+        if m.structure not in ("sparse", "dense"):
+            raise OptionError(
+                f"structure {m.structure!r} models p(X | Z) directly: sample it with "
+                "method='direct'"
+            )
+        out = {}
+        for e in self.events:
+            lik = m.likelihood(e.spec)
+            ctx = x[..., list(e.context)]
+            if e.density:
+                y = torch.full((*x.shape[:-1], 1), e.low, dtype=x.dtype, device=x.device)
+                out[e.spec] = lik.log_prob(y, ctx)
+            else:
+                out[e.spec] = lik.log_event_prob(ctx, e.low, e.high)
+        return out
+
+    def _joint_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        joint = self.model.components["joint"]
+        idx = [self.model.specs.index(e.spec) for e in self.events]
+        if all(e.point for e in self.events):
+            loc, tril = joint.loc_scale_tril(x)
+            cov = tril @ tril.transpose(-1, -2)
+            sub = cov[..., idx, :][..., :, idx]
+            d = torch.distributions.MultivariateNormal(loc[..., idx], covariance_matrix=sub)
+            z = torch.tensor([e.low for e in self.events], dtype=x.dtype, device=x.device)
+            return d.log_prob(z)
+        if len(self.events) == 1:
+            (e,) = self.events
+            d = joint.marginal(idx[0], x)
+            lo = -torch.inf if e.low is None else e.low
+            hi = torch.inf if e.high is None else e.high
+            p = d.cdf(torch.as_tensor(hi, dtype=x.dtype)) - d.cdf(
+                torch.as_tensor(lo, dtype=x.dtype)
+            )
+            return p.clamp_min(torch.finfo(x.dtype).tiny).log()
+        raise OptionError(
+            "structure 'joint' (model C) takes interval targets on one specification only: "
+            "the event probability of a correlated Gaussian has no closed form"
+        )
+
+    def squared_error(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The paper's guidance loss (Algorithms 1-2): :math:`\frac1n\sum_i \lVert \hat z_i(x)
+        - z_i \rVert^2` in normalised units, shape ``x.shape[:-1]``.
+
+        :math:`\hat z_i` is the likelihood's mean :math:`h_i^\mu(V_i)`; for an interval, the
+        squared distance of the mean to it; for a discrete spec, :math:`(1 - P(z_i \in A_i
+        \mid V_i))^2`.
+
+        :raises OptionError: for a likelihood without a mean network (flows, model C).
+        """
+        m = self.model
+        if m.structure not in ("sparse", "dense"):
+            raise OptionError(
+                f"loss='squared' needs a per-spec likelihood; structure {m.structure!r} has "
+                "none: use loss='nll'"
+            )
+        total = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+        for e in self.events:
+            lik = m.likelihood(e.spec)
+            ctx = x[..., list(e.context)]
+            if e.kind != "continuous":
+                total = total + (1 - lik.log_event_prob(ctx, e.low, e.high).exp()).pow(2)
+                continue
+            if not hasattr(lik, "loc_scale"):
+                raise OptionError(
+                    f"loss='squared' needs a Gaussian likelihood; {e.spec!r} has "
+                    f"{type(lik).__name__}: use loss='nll'"
+                )
+            loc = lik.loc_scale(ctx)[0]
+            below = torch.zeros_like(loc) if e.low is None else (e.low - loc).clamp_min(0)
+            above = torch.zeros_like(loc) if e.high is None else (loc - e.high).clamp_min(0)
+            total = total + (below + above).pow(2)
+        return total / len(self.events)
+
+    def loss(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """The guidance loss ``kind`` (one of :data:`LOSSES`), shape ``x.shape[:-1]``."""
+        if kind == "squared":
+            return self.squared_error(x)
+        if kind == "nll":
+            return -self.log_likelihood(x)
+        raise OptionError(f"loss={kind!r}: expected one of {', '.join(LOSSES)}")
+
+    def event_probabilities(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        r"""Each spec's :math:`P(z_i \in A_i \mid V_i(x))` for normalised ``x`` (..., d).
+
+        A point on a continuous spec is widened to the window of Assumption 1 (``value +-
+        tolerance``, the training rows' tolerance), so every term is a probability.
+        """
+        m = self.model
+        if m.structure not in ("sparse", "dense"):
+            raise OptionError(
+                f"structure {m.structure!r} has no per-spec likelihood to score samples with"
+            )
+        tol = self._tolerances()
+        assert m.columns is not None
+        out = {}
+        for e in self.events:
+            lik = m.likelihood(e.spec)
+            ctx = x[..., list(e.context)]
+            low, high = e.low, e.high
+            if e.density:
+                t = tol[e.spec] if isinstance(tol, dict) else tol
+                t = 0.0 if t is None else float(t) / m.columns[e.spec].std
+                low, high = e.low - t, e.high + t
+            out[e.spec] = lik.log_event_prob(ctx, low, high).exp()
+        return out
+
+    # ------------------------------------------------------------------ checks and records
+
+    def satisfied(self, z: pd.DataFrame) -> np.ndarray:
+        """Whether each row's specs meet the target (points on continuous specs: within the
+        identification tolerance), shape ``(len(z),)``.
+        """
+        cov = Coverage(z, self.target, self._tolerances())
+        return cov.mask(self.target)
+
+    def _tolerances(self) -> dict[str, float] | float | None:
+        """Absolute tolerances computed on the training rows (not on the rows checked)."""
+        seen = self.model.seen
+        if seen is None or isinstance(self.tolerance, int | float):
+            return self.tolerance
+        from sedge_pyro.assumptions import _tolerance
+
+        return {k: _tolerance(k, seen[k], self.tolerance) for k in self.target}
+
+    def observed(self) -> dict[str, np.ndarray]:
+        """The target as arrays for ArviZ's ``observed_data`` (an interval as two bounds)."""
+        out: dict[str, np.ndarray] = {}
+        for k, v in self.target.items():
+            if isinstance(v, Interval):
+                out[f"{k}_low"] = np.array([-np.inf if v.low is None else v.low])
+                out[f"{k}_high"] = np.array([np.inf if v.high is None else v.high])
+            else:
+                out[k] = np.array([v])
+        return out
+
+    def __repr__(self) -> str:
+        body = ", ".join(Var(k, v).to_text() for k, v in self.target.items())
+        return f"Target({body})"
+
+
+@dataclass
+class Problem:
+    r"""What a model-based sampler needs: the fitted pieces in normalised units.
+
+    :param model: the fitted model.
+    :param target: the compiled target.
+    :param device: where tensors live.
+    :param dtype: their dtype.
+    """
+
+    model: SEDGEModel
+    target: Target
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    _train: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def dim(self) -> int:
+        """Number of features."""
+        return len(self.model.features)
+
+    @property
+    def prior(self) -> Prior:
+        """The fitted feature prior."""
+        return self.model.prior
+
+    @property
+    def train_x(self) -> torch.Tensor:
+        """The normalised training features, shape ``(n, d)``."""
+        if self._train is None:
+            seen = self.model.seen
+            if seen is None:
+                raise SedgeError("the model keeps no training rows (fitted by an older version)")
+            assert self.model.columns is not None
+            self._train = self.model.columns.tensor(seen, self.model.features, device=self.device)
+        return self._train
+
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\ell(x)`, the target's log-likelihood (see :class:`Target`)."""
+        return self.target.log_likelihood(x)
+
+    def log_prior(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(x)` of the fitted prior.
+
+        :raises OptionError: for a prior without a density (empirical, diffusion).
+        """
+        prior = self.prior
+        if not prior.has_log_prob:
+            raise OptionError(
+                f"this sampler needs a prior with a density; the model's is "
+                f"{type(prior).__name__}: fit with prior='flow' or 'factorized'"
+            )
+        return prior.log_prob(x)
+
+    def log_density(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(x) + \ell(x)`: the unnormalised :math:`\log p(x \mid Z_T = z)`."""
+        return self.log_prior(x) + self.log_likelihood(x)
+
+    def grad_log_density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log_density(x), its gradient in x)``, both detached; ``x`` of shape (..., d)."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            lp = self.log_density(x)
+            (g,) = torch.autograd.grad(lp.sum(), x)
+        return lp.detach(), g.detach()
