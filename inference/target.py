@@ -129,7 +129,7 @@ class Target:
     >>> from sedge_pyro.inference import Target
     >>> seen, _, graph = sp.datasets.paper_synthetic(500, seed=0)
     >>> model = sp.SEDGEModel(graph, prior="empirical").fit(seen, steps=20, progress=False)
-    >>> t = Target(model, {"z1": sp.Interval(high=0.0), "z2": 1.0})
+    >>> t = Target(model, {"z1": sp.Interval(high=0.8), "z2": 1.0})
     >>> [e.spec for e in t.events], t.events[1].point
     (['z1', 'z2'], True)
     """
