@@ -85,21 +85,28 @@ def sample_plan(
     res = identify(model.graph, target.target, problem.model.seen, tolerance=target.tolerance)
     plan = _Plan(problem, res, k, generator)
     total = chains * n
-    x = torch.full((total, problem.dim), torch.nan, device=problem.device)
+    rows = torch.full((total, problem.dim), -1, dtype=torch.long, device=problem.device)
     log_w = torch.zeros(total, device=problem.device)
     ess: list[float] = []
     fractions: list[float] = []
     for comp_terms in plan.by_component():
         feats, lw, comp_ess, frac = plan.run(comp_terms, total, oversample)
-        for f, values in feats.items():
-            x[:, model.features.index(f)] = values
+        for f, r in feats.items():
+            rows[:, model.features.index(f)] = r
         log_w += lw
         ess.append(comp_ess)
         fractions.append(frac)
-    missing = [f for j, f in enumerate(model.features) if bool(torch.isnan(x[:, j]).any())]
+    missing = [f for j, f in enumerate(model.features) if bool((rows[:, j] < 0).any())]
     if missing:
         raise SamplingError(f"method 'plan' drew no value for feature {missing[0]!r}")
+    cols = torch.arange(problem.dim, device=problem.device)
+    x = plan.X[rows, cols]
     check_finite(x, "plan", "end")
+    # the raw training values themselves, not a round trip through the normalisation
+    assert model.seen is not None
+    raw = model.seen[list(model.features)].to_numpy(dtype=float)[
+        rows.cpu().numpy(), cols.cpu().numpy()
+    ]
     info: dict[str, Any] = {
         "status": res.status.name,
         "factorization": str(res.factorization),
@@ -107,7 +114,12 @@ def sample_plan(
         "ess_fraction": min(fractions) if fractions else 1.0,
         "k": plan.k,
     }
-    return Draws(x.reshape(chains, n, problem.dim), {"log_weight": log_w.reshape(chains, n)}, info)
+    return Draws(
+        x.reshape(chains, n, problem.dim),
+        {"log_weight": log_w.reshape(chains, n)},
+        info,
+        raw.reshape(chains, n, problem.dim),
+    )
 
 
 class _Plan:
@@ -162,6 +174,13 @@ class _Plan:
             raise SamplingError("method 'plan' could not assign every term to a component")
         return out
 
+    def _values(self, names: list[str], values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The particles' normalised values of ``names``, shape ``(particles, len(names))``
+        (a particle holds, per feature, the training row it was drawn from).
+        """
+        idx = self._idx(names)
+        return torch.stack([self.X[values[f], j] for f, j in zip(names, idx, strict=True)], 1)
+
     def _idx(self, names: list[str]) -> list[int]:
         return [self.model.features.index(f) for f in names]
 
@@ -204,8 +223,8 @@ class _Plan:
                 events = rhs_events + lhs_events
                 rows, e = self._draw_rows(lhs_free, rhs_free, events, values, log_w.shape[0])
                 ess = min(ess, e)
-                for j, f_name in zip(self._idx(lhs_free), lhs_free, strict=True):
-                    values[f_name] = self.X[rows, j]
+                for f_name in lhs_free:
+                    values[f_name] = rows
         if pending or log_w.shape[0] != n_out:
             values, kept, e, f = self._resample(values, log_w, kept, n_out)
             ess, frac = min(ess, e), min(frac, f)
@@ -246,7 +265,7 @@ class _Plan:
     def _particle_groups(self, cond: list[str], values: dict[str, torch.Tensor]) -> torch.Tensor:
         """The group id of each particle's ``cond`` values (they are training values)."""
         rows = self.X[:, self._idx(cond)]
-        parts = torch.stack([values[f] for f in cond], dim=1)
+        parts = self._values(cond, values)
         _, inverse = torch.unique(torch.cat([rows, parts]), dim=0, return_inverse=True)
         groups = self._groups_of(cond)
         assert groups is not None
@@ -261,7 +280,7 @@ class _Plan:
     ) -> torch.Tensor:
         """Indices (into ``candidates``) of each particle's nearest candidate rows in ``cond``."""
         rows = self.X[candidates][:, self._idx(cond)]
-        parts = torch.stack([values[f] for f in cond], dim=1)
+        parts = self._values(cond, values)
         k = min(self.k, rows.shape[0])
         chunk = max(1, _MAX_DISTANCES // max(1, rows.shape[0]))
         out = [
@@ -283,7 +302,7 @@ class _Plan:
             with torch.no_grad():
                 for ev in self.problem.target.events:
                     if ev.spec in events:
-                        ctx = torch.stack([values[f] for f in self.model.context_of(ev.spec)], 1)
+                        ctx = self._values(list(self.model.context_of(ev.spec)), values)
                         y = torch.full((ctx.shape[0], 1), ev.low, device=self.device)
                         total += self.model.likelihood(ev.spec).log_prob(y, ctx)
             return total

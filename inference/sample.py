@@ -55,11 +55,14 @@ class Draws(NamedTuple):
     :param x: draws, shape ``(chains, draws, features)``.
     :param stats: per-draw statistics, name -> tensor or array ``(chains, draws)``.
     :param info: per-run figures (effective sample size, acceptance rate, step size, ...).
+    :param raw: optionally, the draws in raw units (e.g. training values copied exactly);
+        ``None``: decoded from ``x``.
     """
 
     x: torch.Tensor
     stats: dict[str, Any]
     info: dict[str, Any]
+    raw: np.ndarray | None = None
 
 
 def check_finite(x: torch.Tensor, method: str, step: int | str) -> None:
@@ -159,9 +162,12 @@ def sample(
         except OptionError:
             pass  # model C with intervals on several specs has no closed-form likelihood
     assert model.columns is not None
-    raw = np.stack(
-        [model.columns[f].decode(_np(x[..., j])) for j, f in enumerate(model.features)], axis=-1
-    )
+    raw = draws.raw
+    if raw is None:
+        raw = np.stack(
+            [model.columns[f].decode(_np(x[..., j])) for j, f in enumerate(model.features)],
+            axis=-1,
+        )
     info = {"seconds": seconds, "seed": int(seed), "device": str(dev), **draws.info}
     return Samples(
         raw, model.features, t.target, method, settings, stats, info, observed=t.observed()
