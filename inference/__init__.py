@@ -1,5 +1,6 @@
 """Fitting (the SVI loop, structure learning of Eq. 5) and sampling (``sample`` and its
-methods, the compiled :class:`Target`, and :class:`Samples`)."""
+methods, the compiled :class:`Target`, and :class:`Samples`).
+"""
 
 from sedge_pyro.inference.fit import History, fit_component
 from sedge_pyro.inference.sample import METHODS, Draws, check_finite, sample
