@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,21 @@ class Samples:
         attrs = {"method": self.method, "target": _attr(_target_json(self.target))}
         attrs.update({f"setting_{k}": _attr(v) for k, v in self.settings.items()})
         attrs.update({f"info_{k}": _attr(v) for k, v in self.info.items()})
-        return az.from_dict(
-            posterior=posterior,
-            sample_stats=self.stats or None,
-            observed_data=self.observed or None,
-            attrs=attrs,
-        )
+        # ArviZ 0.2x puts ``attrs`` on the root and observed_data only: the posterior needs its
+        # own copy, as from_inference_data and NetCDF readers look there. The per-draw target
+        # log-likelihood is a sample statistic here (one number per draw, not ArviZ's pointwise
+        # log_likelihood group), which ArviZ flags with a PendingDeprecationWarning.
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", "log_likelihood variable found", PendingDeprecationWarning
+            )
+            return az.from_dict(
+                posterior=posterior,
+                sample_stats=self.stats or None,
+                observed_data=self.observed or None,
+                attrs=dict(attrs),
+                posterior_attrs=dict(attrs),
+            )
 
     def summary(self, **kwargs: Any) -> pd.DataFrame:
         """``arviz.summary`` of the draws (R-hat and ESS need several chains)."""
@@ -166,7 +176,7 @@ class Samples:
     def from_inference_data(cls, idata: Any) -> Samples:
         """Rebuild from an ``InferenceData`` written by :meth:`to_inference_data`."""
         post = idata.posterior
-        attrs = dict(post.attrs)
+        attrs = {**dict(getattr(idata, "attrs", None) or {}), **dict(post.attrs)}
         features = list(post.data_vars)
         values = np.stack([post[f].values for f in features], axis=-1)
         stats = {}

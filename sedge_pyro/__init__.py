@@ -7,7 +7,7 @@
 """
 
 from sedge_pyro import datasets, diagnostics, examples
-from sedge_pyro.diagnostics import mmd
+from sedge_pyro.diagnostics import SpecSatisfaction, mmd, pair_plot, spec_satisfaction
 from sedge_pyro.errors import (
     DataError,
     GraphError,
@@ -62,6 +62,7 @@ __all__ = [
     "Samples",
     "SedgeError",
     "SpecGraph",
+    "SpecSatisfaction",
     "Status",
     "TargetError",
     "Term",
@@ -75,4 +76,6 @@ __all__ = [
     "learn_parents",
     "mmd",
     "models",
+    "pair_plot",
+    "spec_satisfaction",
 ]

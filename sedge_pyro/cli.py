@@ -1,4 +1,4 @@
-"""The ``sedge`` command line: ``sedge identify``, ``sedge examples``, ``sedge demo``.
+"""The ``sedge`` command line: ``sedge identify``, ``fit``, ``sample``, ``examples``, ``demo``.
 
 Bad input ends in one line on standard error, ``sedge: error: ...``, and exit code 2.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sedge_pyro import __version__
-from sedge_pyro.errors import DataError, SedgeError, TargetError
+from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
 
-__all__ = ["main", "parse_target"]
+__all__ = ["main", "parse_options", "parse_target"]
 
 _TARGET = re.compile(r"^(?P<name>[^=<>]+?)\s*(?P<op><=|>=|=|<|>)\s*(?P<value>.+)$")
 
@@ -125,6 +125,166 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_options(tokens: Sequence[str] | None) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` tokens (``--option``) into a sampler's keyword arguments.
+
+    Values are read as JSON where they parse (``500``, ``1e-3``, ``true``, ``null``,
+    ``[64, 64]``) and kept as text otherwise (``loss=nll``).
+
+    :param tokens: the tokens (``None``: none).
+    :returns: option name -> value.
+    :raises OptionError: naming a token without ``=`` or an option given twice.
+
+    >>> parse_options(["steps=500", "step_size=1e-3", "loss=nll", "adjust=true"])
+    {'steps': 500, 'step_size': 0.001, 'loss': 'nll', 'adjust': True}
+    """
+    options: dict[str, Any] = {}
+    for token in tokens or ():
+        key, sep, text = token.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise OptionError(f"option {token!r}: expected KEY=VALUE, e.g. --option steps=500")
+        if key in options:
+            raise OptionError(f"option {key!r} is given twice: expected each option once")
+        try:
+            options[key] = json.loads(text)
+        except ValueError:
+            options[key] = text.strip()
+    return options
+
+
+def _choice(text: str | None, name: str) -> str | dict[str, str] | None:
+    """``gaussian`` as is; ``z1=gaussian,z2=flow`` as a dict node -> choice."""
+    if text is None or "=" not in text:
+        return text
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        node, sep, value = item.partition("=")
+        if not sep or not node.strip() or not value.strip():
+            raise OptionError(
+                f"--{name} {text!r}: expected one choice or NODE=CHOICE pairs separated by "
+                "commas, e.g. z1=gaussian,z2=flow"
+            )
+        out[node.strip()] = value.strip()
+    return out
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(h) for h in text.split(",") if h.strip())
+    except ValueError:
+        raise OptionError(f"--hidden {text!r}: expected layer sizes like 64,64") from None
+    if any(h < 1 for h in sizes):
+        raise OptionError(f"--hidden {text!r}: expected positive layer sizes like 64,64")
+    return sizes
+
+
+def _read_graph(text: str) -> Any:
+    from sedge_pyro.examples import EXAMPLES
+    from sedge_pyro.graph import SpecGraph
+
+    if Path(text).suffix.lower() in (".json", ".gml") or Path(text).exists():
+        return SpecGraph.read(text)
+    if text in EXAMPLES:
+        return EXAMPLES[text].graph
+    raise SedgeError(
+        f"graph {text!r} is neither a .json/.gml file nor a registry example (see `sedge examples`)"
+    )
+
+
+def _refuse_overwrite(path: str, overwrite: bool) -> None:
+    if Path(path).exists() and not overwrite:
+        raise SedgeError(f"{path!r} exists; pass --overwrite to replace it")
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import time
+
+    for flag in ("steps", "epochs", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise OptionError(f"--{flag.replace('_', '-')} {value}: expected a positive number")
+    if not args.lr > 0:
+        raise OptionError(f"--lr {args.lr}: expected a positive learning rate")
+    graph = _read_graph(args.graph)
+    data = _read_csv(args.data)
+    _refuse_overwrite(args.output, args.overwrite)
+    from sedge_pyro.models import SEDGEModel
+
+    kwargs: dict[str, Any] = {"structure": args.structure}
+    for name in ("likelihood", "prior"):
+        choice = _choice(getattr(args, name), name)
+        if choice is not None:
+            kwargs[name] = choice
+    if args.hidden is not None:
+        kwargs["hidden"] = _hidden(args.hidden)
+    model = SEDGEModel(graph, **kwargs)
+    start = time.perf_counter()
+    model.fit(
+        data,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    model.save(args.output, overwrite=args.overwrite)
+    if args.quiet:
+        return 0
+    steps = ", ".join(f"{k} {h.get('steps', 0)} steps" for k, h in model.history.items())
+    print(
+        f"fitted a {model.structure} SEDGEModel on {len(data)} rows ({steps}) in "
+        f"{seconds:.1f} s; saved to {args.output}"
+    )
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from sedge_pyro.diagnostics import spec_satisfaction
+
+    target = parse_target(args.target)
+    options = parse_options(args.option)
+    if args.output is not None:
+        if Path(args.output).suffix not in (".csv", ".nc"):
+            raise OptionError(f"-o {args.output!r}: expected a .csv or .nc file")
+        _refuse_overwrite(args.output, args.overwrite)
+    from sedge_pyro.models import SEDGEModel
+
+    model = SEDGEModel.load(args.model, device=args.device or "cpu")
+    samples = model.sample(
+        target,
+        n=args.n,
+        method=args.method,
+        chains=args.chains,
+        seed=args.seed,
+        tolerance=args.tolerance,
+        progress=not args.quiet,
+        **options,
+    )
+    text = ", ".join(Var(k, v).to_text() for k, v in samples.target.items())
+    line = (
+        f"sampled {samples.chains} x {samples.draws} draws of {', '.join(samples.features)} "
+        f"by {samples.method} for {text} in {samples.info.get('seconds', 0.0):.2f} s"
+    )
+    try:
+        sat = spec_satisfaction(samples, likelihood=model, tolerance=args.tolerance)
+        line += f"; mean P(target | x) = {float(sat.summary.loc['likelihood', 'all']):.3f}"
+    except OptionError:
+        pass  # models C-E have no per-spec likelihood to score the draws with
+    if args.output is not None:
+        samples.save(args.output, overwrite=args.overwrite)
+        if not args.quiet:
+            print(f"{line}; wrote {args.output}")
+        return 0
+    samples.to_dataframe(index=True).to_csv(sys.stdout, index=False)
+    if not args.quiet:
+        print(line, file=sys.stderr)
+    return 0
+
+
 def _cmd_examples(args: argparse.Namespace) -> int:
     from sedge_pyro.examples import EXAMPLES
 
@@ -167,6 +327,69 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=2000, help="examples: rows to simulate")
     p.add_argument("--seed", type=int, default=0, help="examples: simulation seed")
     p.set_defaults(func=_cmd_identify)
+
+    p = sub.add_parser("fit", help="fit a SEDGE model to training rows and save it")
+    p.add_argument("graph", help="graph file (.json node-link or .gml) or a registry example")
+    p.add_argument("data", help="training rows (S=1): a CSV with a column per feature and spec")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
+    p.add_argument(
+        "--likelihood",
+        help="auto (default), gaussian, bernoulli, categorical, flow, or SPEC=KIND,... per spec",
+    )
+    p.add_argument(
+        "--prior",
+        help="flow (default), empirical, diffusion, factorized, gaussian, or FEATURE=KIND,...",
+    )
+    p.add_argument(
+        "--structure",
+        default="sparse",
+        help="sparse (model A, default), dense, joint, reverse, reverse-factorized (models B-E)",
+    )
+    p.add_argument("--hidden", metavar="SIZES", help="MLP hidden layer sizes, e.g. 64,64")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--steps", type=int, help="SVI steps per component (default 2000)")
+    group.add_argument("--epochs", type=int, help="passes over the data per component")
+    p.add_argument("--batch-size", type=int, default=256, help="rows per step (default 256)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("sample", help="draw features for a target from a fitted model")
+    p.add_argument("model", help="model file written by `sedge fit`")
+    p.add_argument(
+        "--target",
+        nargs="+",
+        required=True,
+        metavar="SPEC=VALUE",
+        help="target values: z1=1, z1<0.8, z2>=1.0, z1=0.2..0.8",
+    )
+    p.add_argument("-n", type=int, default=1000, help="draws per chain (default 1000)")
+    p.add_argument(
+        "--method",
+        help="plan, opt, dps, langevin, svi, nuts, direct (default: plan for models A/B)",
+    )
+    p.add_argument("--chains", type=int, default=1, help="independent chains (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a sampler option, repeatable (e.g. --option steps=500 --option loss=nll)",
+    )
+    p.add_argument("--tolerance", type=float, help="continuous point targets: match within this")
+    p.add_argument("--device", help="cpu or cuda (default cpu)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="write the draws to OUT.csv or OUT.nc (ArviZ NetCDF); default: CSV on stdout",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
+    p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("examples", help="list the example registry")
     p.set_defaults(func=_cmd_examples)

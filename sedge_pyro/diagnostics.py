@@ -6,14 +6,18 @@ conversion lives with the samples.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sedge_pyro.errors import DataError, OptionError
+from sedge_pyro.errors import DataError, OptionError, TargetError
+from sedge_pyro.expr import Interval
 
-__all__ = ["MMD", "mmd"]
+__all__ = ["MMD", "SpecSatisfaction", "mmd", "pair_plot", "spec_satisfaction"]
 
 
 class MMD(float):
@@ -60,6 +64,67 @@ def _matrix(data: Any, name: str, columns: list[str] | None) -> tuple[np.ndarray
     if not np.isfinite(arr).all():
         raise DataError(f"{name} holds {int((~np.isfinite(arr)).sum())} NaN or infinite values")
     return arr, out_cols
+
+
+#: entries of the rows x permutations work matrix per chunk (about 32 MB of float64)
+_CHUNK_ENTRIES = 1 << 22
+
+
+def _mmd2_and_p(
+    k: np.ndarray, n: int, m: int, unbiased: bool, permutations: int, seed: int
+) -> tuple[float, float | None]:
+    r"""MMD^2 of the first ``n`` rows of the kernel matrix ``k`` against the last ``m``, and
+    the permutation test's p-value.
+
+    A labelling with indicator :math:`s` of the first sample needs only
+    :math:`q = s^\top K s`: with :math:`r = K 1` and :math:`t = 1^\top K 1`, the within-``a``
+    sum is :math:`q`, the cross sum :math:`s^\top r - q` and the within-``b`` sum
+    :math:`t - 2 s^\top r + q` (the unbiased estimate drops the diagonal, :math:`s^\top
+    \mathrm{diag} K` and the rest). So a batch of permutations, the columns of an indicator
+    matrix :math:`S`, costs one product :math:`K S`, taken in chunks to bound memory.
+    """
+    size = n + m
+    r = k.sum(axis=1)
+    total = float(r.sum())
+    diag = np.diagonal(k).copy()
+    diag_total = float(diag.sum())
+
+    def statistics(s: np.ndarray) -> np.ndarray:
+        q = np.einsum("ip,ip->p", s, k @ s)
+        sr = r @ s
+        within_a, cross, within_b = q, sr - q, total - 2 * sr + q
+        if unbiased:
+            diag_a = diag @ s
+            within_a = (within_a - diag_a) / (n * (n - 1))
+            within_b = (within_b - (diag_total - diag_a)) / (m * (m - 1))
+        else:
+            within_a, within_b = within_a / (n * n), within_b / (m * m)
+        return within_a + within_b - 2 * cross / (n * m)
+
+    first = np.arange(size) < n
+    kxx, kyy, kxy = k[:n, :n], k[n:, n:], k[:n, n:]
+    if unbiased:
+        observed = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+        observed += (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    else:
+        observed = kxx.mean() + kyy.mean()
+    observed = float(observed - 2 * kxy.mean())
+    if not permutations:
+        return observed, None
+    # the permuted statistics are compared with the observed one computed the same way, so
+    # ties (identical samples) count alike
+    reference = statistics(first[:, None].astype(float))[0]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(permutations, _CHUNK_ENTRIES // size))
+    hits, done = 0, 0
+    while done < permutations:
+        c = min(chunk, permutations - done)
+        s = np.empty((size, c))
+        for j in range(c):
+            s[:, j] = rng.permutation(first)
+        hits += int(np.count_nonzero(statistics(s) >= reference))
+        done += c
+    return observed, (hits + 1) / (permutations + 1)
 
 
 def mmd(
@@ -119,7 +184,10 @@ def mmd(
     if isinstance(bandwidth, str):
         if bandwidth != "median":
             raise OptionError(f"bandwidth={bandwidth!r}: expected 'median' or a positive number")
-        dist = np.sqrt(d2[np.triu_indices(n + m, k=1)])
+        # the upper triangle row by row: the same values as d2[np.triu_indices(...)], without
+        # two index arrays of (n + m)^2 / 2 entries
+        upper = [d2[i, i + 1 :] for i in range(n + m - 1)]
+        dist = np.sqrt(np.concatenate(upper)) if upper else np.empty(0)
         dist = dist[dist > 0]
         h = float(np.median(dist)) if dist.size else 1.0
     else:
@@ -127,23 +195,305 @@ def mmd(
         if not h > 0:
             raise OptionError(f"bandwidth={bandwidth!r}: expected 'median' or a positive number")
     k = np.exp(-d2 / (2 * h * h))
+    mmd2, p_value = _mmd2_and_p(k, n, m, unbiased, int(permutations), seed)
+    return MMD(mmd2, h, p_value, unbiased)
 
-    def statistic(first: np.ndarray) -> float:
-        second = ~first
-        kxx, kyy, kxy = k[np.ix_(first, first)], k[np.ix_(second, second)], k[np.ix_(first, second)]
-        if unbiased:
-            sxx = (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
-            syy = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+
+# ---------------------------------------------------------------------- spec satisfaction
+
+
+def _frame(data: Any, name: str) -> pd.DataFrame:
+    """A DataFrame of draws: a DataFrame as is, or ``data.to_dataframe()`` (e.g. ``Samples``)."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    to_dataframe = getattr(data, "to_dataframe", None)
+    if callable(to_dataframe):
+        frame = to_dataframe()
+        if isinstance(frame, pd.DataFrame):
+            return frame
+    raise DataError(
+        f"{name} is {type(data).__name__}: expected a DataFrame or an object with "
+        "to_dataframe() (e.g. sp.Samples)"
+    )
+
+
+def _tolerance_for(tolerance: Any, spec: str) -> float | None:
+    if isinstance(tolerance, Mapping):
+        value = tolerance.get(spec)
+    else:
+        value = tolerance
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise OptionError(f"tolerance for {spec!r} is {value!r}: expected a number >= 0")
+    return float(value)
+
+
+def _met(column: pd.Series, spec: str, value: Any, tolerance: Any) -> np.ndarray:
+    """Whether each simulated value of ``spec`` meets the target ``value``."""
+    from sedge_pyro.assumptions import is_continuous
+
+    if isinstance(value, Interval):
+        if not pd.api.types.is_numeric_dtype(column):
+            raise DataError(f"simulated {spec!r} is not numeric: an Interval target needs numbers")
+        return value.contains(column.to_numpy(dtype=float))
+    if isinstance(value, int | float) and not isinstance(value, bool) and is_continuous(column):
+        tol = _tolerance_for(tolerance, spec)
+        if tol is None:
+            raise OptionError(
+                f"target {spec}={value!r} is a point on a continuous specification: pass "
+                f"tolerance (a number, or a dict with {spec!r}) to count simulated values "
+                "within it as met"
+            )
+        return np.abs(column.to_numpy(dtype=float) - float(value)) <= tol
+    return np.asarray(column.to_numpy() == value, dtype=bool)
+
+
+def _with_all(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["all"] = frame.prod(axis=1) if frame.dtypes.map(_is_number).all() else frame.all(axis=1)
+    return frame
+
+
+def _is_number(dtype: Any) -> bool:
+    return pd.api.types.is_float_dtype(dtype) or pd.api.types.is_integer_dtype(dtype)
+
+
+@dataclass(frozen=True)
+class SpecSatisfaction:
+    r"""How well draws meet a target, from a fitted likelihood and/or an oracle simulator.
+
+    :ivar target: the target, specification -> value or :class:`~sedge_pyro.Interval`.
+    :ivar likelihood: per draw, :math:`P(z_i \in A_i \mid x)` for each target spec and their
+        product ``"all"`` (``None`` without a likelihood).
+    :ivar oracle: per draw, whether the simulated specs meet the target, each spec and
+        ``"all"`` (``None`` without a simulator).
+    """
+
+    target: dict[str, Any]
+    likelihood: pd.DataFrame | None
+    oracle: pd.DataFrame | None
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Mean per spec (and ``"all"``): a row ``likelihood`` (expected share of draws
+        meeting the target under the fitted model) and a row ``oracle`` (share of simulated
+        specs meeting it), whichever were computed.
+        """
+        rows = {
+            name: frame.astype(float).mean(axis=0)
+            for name, frame in (("likelihood", self.likelihood), ("oracle", self.oracle))
+            if frame is not None
+        }
+        return pd.DataFrame(rows).T
+
+    def __repr__(self) -> str:
+        return f"SpecSatisfaction(target={self.target!r})\n{self.summary.round(4).to_string()}"
+
+
+def spec_satisfaction(
+    samples: Any,
+    target: Mapping[str, Any] | None = None,
+    *,
+    likelihood: Any = None,
+    simulate: Callable[[pd.DataFrame, np.random.Generator], Any] | None = None,
+    tolerance: float | Mapping[str, float] | None = None,
+    seed: int = 0,
+) -> SpecSatisfaction:
+    r"""The probability that each draw meets the target, under a likelihood and/or an oracle.
+
+    With ``likelihood``, each draw's :math:`P(z_i \in A_i \mid V_i(x))` per target spec and
+    their product (column ``"all"``; the specs are independent given :math:`X`, Sec. 3.1);
+    with ``simulate``, whether specifications simulated from each draw by the true mechanism
+    meet the target (the paper's check that generated :math:`X` really carries the novel
+    combination).
+
+    :param samples: the draws: a DataFrame with a column per feature, or anything with
+        ``to_dataframe()`` (:class:`~sedge_pyro.Samples`).
+    :param target: specification -> value or :class:`~sedge_pyro.Interval`; default
+        ``samples.target``.
+    :param likelihood: a fitted model (any object with ``spec_probability(data, target,
+        tolerance=...)``, e.g. :class:`~sedge_pyro.SEDGEModel`; a point on a continuous spec
+        counts within ``tolerance``, by default the model's 0.1 training standard deviations),
+        or a callable ``features_df -> probabilities`` returning a column per target spec.
+    :param simulate: an oracle ``simulate(features_df, rng) -> specs_df`` with a column per
+        target spec.
+    :param tolerance: for point targets on continuous specs, the distance within which a value
+        counts as met: a number or a dict spec -> number. The oracle needs it for such specs.
+    :param seed: seeds the ``rng`` given to ``simulate``.
+    :returns: a :class:`SpecSatisfaction` (``.likelihood``, ``.oracle``, ``.summary``).
+    :raises OptionError: when neither ``likelihood`` nor ``simulate`` is given, either is not
+        usable, or a continuous point target lacks a tolerance for the oracle.
+    :raises TargetError: for an empty target.
+    :raises DataError: when the probabilities or simulated specs lack a target spec, have
+        the wrong number of rows, or probabilities fall outside [0, 1].
+
+    >>> import pandas as pd
+    >>> draws = pd.DataFrame({"x1": [0.0, 1.0, 2.0]})
+    >>> def simulate(x, rng):
+    ...     return pd.DataFrame({"z1": x["x1"] + 0.5})
+    >>> result = spec_satisfaction(draws, {"z1": Interval(low=1.0)}, simulate=simulate)
+    >>> result.oracle["all"].tolist(), round(float(result.summary.loc["oracle", "all"]), 3)
+    ([False, True, True], 0.667)
+    """
+    draws = _frame(samples, "samples")
+    if target is None:
+        target = getattr(samples, "target", None)
+        if target is None:
+            raise TargetError("target is missing: pass target= (samples carry none)")
+    if not isinstance(target, Mapping) or not target:
+        raise TargetError(f"target is {target!r}: expected a non-empty mapping spec -> value")
+    target = dict(target)
+    if likelihood is None and simulate is None:
+        raise OptionError(
+            "spec_satisfaction needs likelihood= (a fitted model or a callable) and/or "
+            "simulate= (an oracle simulator)"
+        )
+    probs = None
+    if likelihood is not None:
+        if hasattr(likelihood, "spec_probability"):
+            raw = likelihood.spec_probability(draws, target, tolerance=tolerance)
+        elif callable(likelihood):
+            raw = likelihood(draws)
         else:
-            sxx, syy = kxx.mean(), kyy.mean()
-        return float(sxx + syy - 2 * kxy.mean())
+            raise OptionError(
+                f"likelihood is {type(likelihood).__name__}: expected a fitted model with "
+                "spec_probability() or a callable features_df -> probabilities"
+            )
+        probs = _columns(raw, target, len(draws), "likelihood")
+        values = probs.to_numpy(dtype=float)
+        if not np.all((values >= 0) & (values <= 1)):
+            raise DataError("likelihood returned values outside [0, 1]: expected probabilities")
+        probs = _with_all(probs.astype(float))
+    met = None
+    if simulate is not None:
+        if not callable(simulate):
+            raise OptionError(
+                f"simulate is {type(simulate).__name__}: expected a callable "
+                "simulate(features_df, rng) -> specs_df"
+            )
+        specs = _columns(
+            simulate(draws, np.random.default_rng(seed)), target, len(draws), "simulate"
+        )
+        met = pd.DataFrame(
+            {k: _met(specs[k], k, v, tolerance) for k, v in target.items()}, index=draws.index
+        )
+        met = _with_all(met)
+    return SpecSatisfaction(target, probs, met)
 
-    labels = np.zeros(n + m, dtype=bool)
-    labels[:n] = True
-    observed = statistic(labels)
-    p_value = None
-    if permutations:
-        rng = np.random.default_rng(seed)
-        hits = sum(statistic(rng.permutation(labels)) >= observed for _ in range(int(permutations)))
-        p_value = (hits + 1) / (int(permutations) + 1)
-    return MMD(observed, h, p_value, unbiased)
+
+def _columns(raw: Any, target: Mapping[str, Any], rows: int, name: str) -> pd.DataFrame:
+    """The target specs' columns of what ``name`` returned, checked against the draws."""
+    frame = raw if isinstance(raw, pd.DataFrame) else pd.DataFrame(dict(raw))
+    missing = [k for k in target if k not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{name} returned no column {missing[0]!r}: expected one per target spec "
+            f"({', '.join(target)})"
+        )
+    if len(frame) != rows:
+        raise DataError(f"{name} returned {len(frame)} rows: expected {rows}, one per draw")
+    return frame[list(target)].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------- pair plots
+
+
+def pair_plot(
+    seen: Any,
+    generated: Any,
+    oracle: Any = None,
+    *,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    ax: Any = None,
+    labels: tuple[str, str, str] = ("seen", "generated", "oracle"),
+    max_points: int | None = 2000,
+    seed: int = 0,
+) -> Any:
+    """Scatter plots of feature pairs, the style of the paper's Fig. 3 and App. D.1.1.
+
+    Training rows in grey, generated draws in colour, the oracle (the population rows with
+    the target specifications) in another colour, one panel per pair. Draws no window:
+    save the returned figure (``fig.savefig("pairs.png")``) or let a notebook show it.
+
+    :param seen: training rows (a DataFrame, or anything with ``to_dataframe()``).
+    :param generated: generated draws (e.g. :class:`~sedge_pyro.Samples`).
+    :param oracle: optionally, the rows the draws should match.
+    :param pairs: feature pairs to plot (default: every pair of ``generated``'s columns).
+    :param ax: an Axes or a sequence of Axes, one per pair (default: a new figure).
+    :param labels: legend labels of seen, generated and oracle.
+    :param max_points: at most this many points per set (a seeded random subset; ``None``:
+        all).
+    :param seed: seeds the subsets.
+    :returns: the ``matplotlib.figure.Figure``.
+    :raises DataError: naming a column missing from a set.
+    :raises OptionError: for a bad pair, a wrong number of Axes, or a bad ``max_points``.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"x1": [0.0, 1.0], "x2": [1.0, 0.0], "x3": [0.5, 0.5]})
+    >>> fig = pair_plot(df, df + 1, pairs=[("x1", "x3")])
+    >>> [a.get_xlabel() for a in fig.axes]
+    ['x1']
+    """
+    sets = [("seen", seen), ("generated", generated), ("oracle", oracle)]
+    frames = {name: _frame(data, name) for name, data in sets if data is not None}
+    if pairs is None:
+        cols = list(frames["generated"].columns)
+        pairs = list(itertools.combinations(cols, 2))
+        if not pairs:
+            raise OptionError(
+                f"generated has {len(cols)} column(s): pair_plot needs two or more features"
+            )
+    pairs = [tuple(p) for p in pairs]
+    for p in pairs:
+        if len(p) != 2 or not all(isinstance(c, str) for c in p):
+            raise OptionError(f"pair {p!r}: expected two column names, e.g. ('x1', 'x3')")
+    if not pairs:
+        raise OptionError("pairs is empty: expected at least one pair of columns")
+    needed = list(dict.fromkeys(c for p in pairs for c in p))
+    for name, frame in frames.items():
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"{name} has no column {missing[0]!r}: expected columns {needed} "
+                f"(it has {list(frame.columns)})"
+            )
+    if max_points is not None and (
+        isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1
+    ):
+        raise OptionError(f"max_points={max_points!r}: expected a positive number or None")
+    axes = _axes(ax, len(pairs))
+    rng = np.random.default_rng(seed)
+    style = {
+        "seen": {"color": "0.6", "s": 4, "alpha": 0.35, "zorder": 1},
+        "oracle": {"color": "tab:orange", "s": 6, "alpha": 0.5, "zorder": 2},
+        "generated": {"color": "tab:blue", "s": 6, "alpha": 0.6, "zorder": 3},
+    }
+    label = dict(zip(("seen", "generated", "oracle"), labels, strict=True))
+    shown = {}
+    for name, frame in frames.items():
+        if max_points is not None and len(frame) > max_points:
+            frame = frame.iloc[np.sort(rng.choice(len(frame), max_points, replace=False))]
+        shown[name] = frame
+    for axis, (a, b) in zip(axes, pairs, strict=True):
+        for name in ("seen", "oracle", "generated"):
+            if name in shown:
+                frame = shown[name]
+                axis.scatter(frame[a], frame[b], label=label[name], **style[name])
+        axis.set_xlabel(a)
+        axis.set_ylabel(b)
+    axes[0].legend(loc="best", markerscale=3, frameon=False)
+    fig = axes[0].figure
+    return fig
+
+
+def _axes(ax: Any, count: int) -> list[Any]:
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(4 * count, 3.8), layout="constrained")
+        return list(np.atleast_1d(fig.subplots(1, count, squeeze=False)[0]))
+    axes = list(np.ravel(ax)) if isinstance(ax, list | tuple | np.ndarray) else [ax]
+    if len(axes) != count:
+        raise OptionError(f"ax holds {len(axes)} Axes for {count} pair(s): expected one per pair")
+    return axes
