@@ -1,0 +1,494 @@
+r"""Guidance samplers of App. C: ``opt`` (Algorithm 1) and ``dps`` (Algorithm 2).
+
+Both follow a guidance loss :math:`L(x)` of the target (:meth:`Target.loss
+<sedge_pyro.inference.Target.loss>`): the paper's squared error of the likelihoods' predicted
+means, :math:`L = \frac1n \sum_i \lVert \hat z_i(V_i) - z_i \rVert^2` (``loss="squared"``), or
+the negative log-likelihood :math:`-\sum_i \log p(z_i \in A_i \mid V_i)` (``loss="nll"``).
+
+* ``opt`` (Algorithm 1) starts every particle at a random training row and runs Adam on
+  :math:`L(x)` (plus, optionally, :math:`-w \log p(x)`). It is a **mode-seeker, not a sampler
+  of** :math:`p(X \mid Z_T = z)`: each particle ends at a local minimum of the loss near its
+  starting row (with the squared loss, roughly a projection of the row onto the set where the
+  predicted specs equal the target). Its spread comes from the starting rows, not from the
+  posterior; with ``loss="nll"`` and ``prior_weight=1`` every particle converges to the
+  posterior *mode*.
+* ``dps`` (Algorithm 2; Chung et al. 2023) runs the DDPM prior's reverse chain from noise and
+  shifts each step's mean by the gradient of the loss at Tweedie's estimate
+  :math:`\hat x_0(x_t)`. It samples approximately: with ``guidance=0`` it is the prior, with
+  ``guidance > 0`` the draws move toward the target, but no setting is the exact posterior
+  (the DPS approximation :math:`p(z \mid x_t) \approx p(z \mid \hat x_0(x_t))`, and for the
+  squared loss the likelihood's noise scale is ignored altogether).
+
+Kernels follow the ``init(...) -> State`` / ``step(state, ...) -> (State, Info)`` pattern;
+:func:`sample_opt` and :func:`sample_dps` are the thin loops the registry of
+:func:`~sedge_pyro.inference.sample` calls. Gradients are taken with
+:func:`torch.autograd.grad` with respect to the particles only, so the fitted components'
+parameters are never updated and never accumulate ``.grad``.
+
+References:
+* The SEDGE paper, App. C, Algorithms 1 and 2.
+* Chung, Kim, Mccann, Klasky and Ye, Diffusion Posterior Sampling for General Noisy Inverse
+  Problems, ICLR 2023.
+* Kingma and Ba, Adam: A Method for Stochastic Optimization, ICLR 2015.
+* Ho, Jain and Abbeel, Denoising Diffusion Probabilistic Models, NeurIPS 2020.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from sedge_pyro.errors import OptionError
+from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.target import LOSSES, Problem
+
+__all__ = [
+    "DPSInfo",
+    "DPSState",
+    "OptInfo",
+    "OptState",
+    "dps_init",
+    "dps_step",
+    "opt_init",
+    "opt_step",
+    "sample_dps",
+    "sample_opt",
+]
+
+#: Algorithm 1's example number of optimisation steps, :math:`T_{opt} = 1000`
+OPT_STEPS = 1000
+#: how the DPS guidance step scales with the diffusion step
+GUIDANCE_SCHEDULES = ("constant", "beta")
+#: where DPS evaluates the loss: Tweedie's :math:`\hat x_0(x_t)` or :math:`x_t` itself
+GUIDE_ON = ("x0", "xt")
+_ADAM_BETAS = (0.9, 0.999)
+_ADAM_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError(f"{name}={value!r}: expected a whole number >= 1")
+    return int(value)
+
+
+def _number(name: str, value: Any, *, positive: bool) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        what = "a finite number > 0" if positive else "a finite number >= 0"
+        raise OptionError(f"{name}={value!r}: expected {what}")
+    return float(value)
+
+
+def _loss_kind(loss: Any) -> str:
+    if loss not in LOSSES:
+        raise OptionError(f"loss={loss!r}: expected one of {', '.join(LOSSES)}")
+    return str(loss)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OptionError(f"{name}={value!r}: expected True or False")
+    return value
+
+
+# --------------------------------------------------------------------------- opt (Alg. 1)
+
+
+class OptState(NamedTuple):
+    """Algorithm 1's particles and Adam's moments.
+
+    :param x: particles, shape ``(particles, d)`` (normalised units).
+    :param m: Adam's first moment, shape of ``x``.
+    :param v: Adam's second moment, shape of ``x``.
+    :param k: steps taken.
+    """
+
+    x: torch.Tensor
+    m: torch.Tensor
+    v: torch.Tensor
+    k: int
+
+
+class OptInfo(NamedTuple):
+    """One step's diagnostics: the objective per particle before the update."""
+
+    loss: torch.Tensor
+
+
+def opt_init(problem: Problem, particles: int, generator: torch.Generator) -> OptState:
+    """Algorithm 1, step 2(a): each particle starts at a random training row.
+
+    Rows are drawn without replacement while there are enough of them, so particles start
+    (and, the loss being deterministic, stay) distinct.
+    """
+    rows = problem.train_x
+    n_rows = rows.shape[0]
+    if particles <= n_rows:
+        idx = torch.randperm(n_rows, generator=generator, device=generator.device)[:particles]
+    else:
+        idx = torch.randint(n_rows, (particles,), generator=generator, device=generator.device)
+    x = rows[idx.to(rows.device)].clone()
+    zeros = torch.zeros_like(x)
+    return OptState(x, zeros, zeros.clone(), 0)
+
+
+def opt_step(
+    state: OptState, objective: Callable[[torch.Tensor], torch.Tensor], lr: float
+) -> tuple[OptState, OptInfo]:
+    r"""Algorithm 1, steps 2(b).i-v: the loss, its gradient in ``x``, one Adam update.
+
+    The objective is a sum over particles, so each particle's Adam update is its own (Adam is
+    coordinate-wise).
+
+    :param objective: ``x -> loss`` per particle, differentiable in ``x``.
+    :param lr: Adam's learning rate :math:`\eta`.
+    """
+    with torch.enable_grad():
+        x = state.x.detach().requires_grad_(True)
+        loss = objective(x)
+        (g,) = torch.autograd.grad(loss.sum(), x)
+    b1, b2 = _ADAM_BETAS
+    k = state.k + 1
+    m = b1 * state.m + (1 - b1) * g
+    v = b2 * state.v + (1 - b2) * g * g
+    m_hat = m / (1 - b1**k)
+    v_hat = v / (1 - b2**k)
+    x_new = state.x - lr * m_hat / (v_hat.sqrt() + _ADAM_EPS)
+    return OptState(x_new, m, v, k), OptInfo(loss.detach())
+
+
+def _cosine(start: float, end: float, step: int, steps: int) -> float:
+    """Cosine annealing (Loshchilov and Hutter 2017) from ``start`` at step 1 to ``end``."""
+    frac = (step - 1) / max(steps - 1, 1)
+    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * frac))
+
+
+def sample_opt(
+    problem: Problem,
+    n: int,
+    *,
+    chains: int,
+    generator: torch.Generator,
+    progress: bool,
+    steps: int = OPT_STEPS,
+    lr: float = 0.1,
+    lr_decay: float = 0.01,
+    loss: str = "squared",
+    prior_weight: float = 0.0,
+) -> Draws:
+    r"""Algorithm 1 (optimisation-based extrapolated generation): Adam on the guidance loss
+    from random training rows.
+
+    Each of the ``chains * n`` particles minimises
+
+    .. math:: J(x) = L(x) - w \log p(x)
+
+    from its own training row, where :math:`L` is the guidance loss (see the module) and
+    :math:`w` is ``prior_weight``. This is a **mode-seeker / projection, not a posterior
+    sampler**: with the squared loss a particle stops where the predicted specs meet the
+    target, close to where it started (the draws keep the training rows' spread in the
+    directions the specs do not constrain); with ``loss="nll"`` and ``prior_weight=1``,
+    :math:`J = -\log p(x \mid Z_T = z) + c` and every particle converges to the posterior's
+    mode. Use ``plan``, ``langevin``, ``svi`` or ``nuts`` for draws *from* the posterior.
+
+    :param steps: Adam steps, :math:`T_{opt}` (Algorithm 1 gives 1000 as its example).
+    :param lr: Adam's initial learning rate :math:`\eta` in normalised units (the paper
+        gives none).
+    :param lr_decay: the learning rate follows a cosine from ``lr`` down to ``lr * lr_decay``
+        at the last step (1: constant, Algorithm 1 as written). A constant rate leaves Adam
+        circling the minimum at a distance of order ``lr`` (measured: 3e-3 with ``lr=0.05``
+        on the linear-Gaussian model); the decay lets particles settle (1e-6).
+    :param loss: ``"squared"`` (Algorithm 1, step 2(b).iii) or ``"nll"``.
+    :param prior_weight: :math:`w \ge 0`; :math:`w > 0` needs a prior with a density.
+    :returns: :class:`~sedge_pyro.inference.Draws` with stats ``loss`` (the final
+        :math:`L`) and ``log_likelihood``, and info ``loss_mean``, ``loss_max``, ``steps``.
+    :raises OptionError: for a bad option, or ``prior_weight > 0`` with a prior without a
+        density (empirical, diffusion).
+    :raises SamplingError: when a particle or its loss becomes NaN or infinite (names the
+        step).
+
+    >>> import sedge_pyro as sp
+    >>> seen, _, graph = sp.datasets.linear_gaussian(2000, seed=0)
+    >>> model = sp.SEDGEModel(graph, prior="gaussian", hidden=(8,))
+    >>> model = model.fit(seen, steps=50, progress=False)
+    >>> s = model.sample({"z1": 1.0}, n=20, method="opt", steps=300)
+    >>> s.values.shape
+    (1, 20, 3)
+    """
+    steps = _positive_int("steps", steps)
+    lr = _number("lr", lr, positive=True)
+    lr_decay = _number("lr_decay", lr_decay, positive=True)
+    if lr_decay > 1:
+        raise OptionError(f"lr_decay={lr_decay!r}: expected a number in (0, 1]")
+    kind = _loss_kind(loss)
+    w = _number("prior_weight", prior_weight, positive=False)
+    target = problem.target
+    total = chains * n
+    state = opt_init(problem, total, generator)
+    # fail early (before the loop) when the loss or the prior cannot be evaluated
+    with torch.no_grad():
+        target.loss(state.x[:1], kind)
+        if w > 0:
+            problem.log_prior(state.x[:1])
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        out = target.loss(x, kind)
+        return out - w * problem.log_prior(x) if w > 0 else out
+
+    for step in tqdm(range(1, steps + 1), desc="opt", disable=not progress, leave=False):
+        state, info = opt_step(state, objective, _cosine(lr, lr * lr_decay, step, steps))
+        check_finite(info.loss.unsqueeze(-1), "opt", step)
+        check_finite(state.x, "opt", step)
+    x = state.x.detach()
+    with torch.no_grad():
+        final = target.loss(x, kind)
+        stats: dict[str, Any] = {"loss": final.reshape(chains, n)}
+        try:
+            stats["log_likelihood"] = problem.log_likelihood(x).reshape(chains, n)
+        except OptionError:
+            pass
+    info_out = {
+        "steps": steps,
+        "loss_mean": float(final.mean()),
+        "loss_max": float(final.max()),
+    }
+    return Draws(x.reshape(chains, n, problem.dim), stats, info_out)
+
+
+# --------------------------------------------------------------------------- dps (Alg. 2)
+
+
+class DPSState(NamedTuple):
+    """The reverse chain's particles :math:`x_t` and the index of ``t`` in the schedule."""
+
+    x: torch.Tensor
+    i: int
+
+
+class DPSInfo(NamedTuple):
+    """One step's diagnostics: the guidance loss per particle at step ``t``."""
+
+    t: int
+    loss: torch.Tensor
+
+
+def _schedule(T: int, steps: int | None) -> list[int]:
+    """The diffusion steps visited, descending from ``T`` to 1 (all of them when ``None``)."""
+    if steps is None or steps >= T:
+        return list(range(T, 0, -1))
+    ts = torch.linspace(1, T, steps).round().long().unique().tolist()
+    return sorted(ts, reverse=True)
+
+
+def dps_init(problem: Problem, particles: int, generator: torch.Generator) -> DPSState:
+    r"""Algorithm 2, step 2(a): :math:`x_T \sim \mathcal N(0, I)`."""
+    z = torch.randn(
+        particles, problem.dim, generator=generator, device=generator.device, dtype=problem.dtype
+    )
+    return DPSState(z.to(problem.device), 0)
+
+
+def dps_step(
+    state: DPSState,
+    problem: Problem,
+    schedule: list[int],
+    generator: torch.Generator,
+    *,
+    guidance: float,
+    loss: str,
+    normalize: bool,
+    guidance_schedule: str,
+    guide_on: str,
+) -> tuple[DPSState, DPSInfo]:
+    r"""One step of Algorithm 2, 2(b).i-iii, from :math:`x_t` to :math:`x_s` (``s = t - 1``
+    on the full schedule).
+
+    (i) :math:`\hat\epsilon = \epsilon_\theta(x_t, t)`, :math:`\mu_t` (step (b).i.B);
+    (ii) :math:`g = \nabla_{x_t} L(\hat x_0(x_t))` (steps (b).ii.A-C), normalised per particle
+    when ``normalize``; :math:`\mu_t \leftarrow \mu_t - \lambda_t g` (step (b).ii.D), with
+    :math:`\lambda_t = \lambda` (``"constant"``) or :math:`\lambda \beta_t` (``"beta"``);
+    (iii) :math:`x_s = \mu_t + \sigma_t z` (no noise at the last step).
+
+    On a strided schedule (``s < t - 1``) the step is the DDPM posterior
+    :math:`q(x_s \mid x_t, \hat x_0)` with :math:`\alpha = \bar\alpha_t / \bar\alpha_s`,
+    :math:`\beta = 1 - \alpha` and variance :math:`\beta` (the choice :meth:`DiffusionPrior.step
+    <sedge_pyro.models.DiffusionPrior.step>` makes on the full schedule).
+    """
+    prior = problem.prior
+    t = schedule[state.i]
+    s = schedule[state.i + 1] if state.i + 1 < len(schedule) else 0
+    with torch.enable_grad():
+        x_t = state.x.detach().requires_grad_(True)
+        eps = prior.eps(x_t, t)  # step (b).i.A
+        point = prior.predict_x0(x_t, t, eps) if guide_on == "x0" else x_t
+        L = problem.target.loss(point, loss)  # steps (b).ii.A-B
+        if guidance > 0:
+            (g,) = torch.autograd.grad(L.sum(), x_t)  # step (b).ii.C
+        else:
+            g = torch.zeros_like(x_t)
+    if normalize:
+        # grad sqrt(L) = grad L / (2 sqrt(L)), per particle; a particle that meets its
+        # target (L = 0, e.g. inside an interval) gets no guidance rather than 0 / 0
+        root = L.detach().clamp_min(0).sqrt().unsqueeze(-1)
+        g = torch.where(root > 0, g / (2 * root.clamp_min(1e-30)), torch.zeros_like(g))
+    eps = eps.detach()
+    x_t = x_t.detach()
+    if s == t - 1:
+        mean = prior.posterior_mean(x_t, t, eps)  # step (b).i.B
+        beta = float(prior.betas[t])
+    else:
+        ab_t = float(prior.alpha_bar[t])
+        ab_s = float(prior.alpha_bar[s]) if s > 0 else 1.0
+        alpha = ab_t / ab_s
+        beta = 1.0 - alpha
+        mean = (x_t - beta / math.sqrt(1.0 - ab_t) * eps) / math.sqrt(alpha)
+    scale = guidance * (beta if guidance_schedule == "beta" else 1.0)
+    mean = mean - scale * g  # step (b).ii.D
+    # step (b).iii
+    if s == t - 1:
+        x_s = prior.step(x_t, t, generator=generator, mean=mean)
+    elif s > 0:
+        z = torch.randn(
+            mean.shape, generator=generator, device=generator.device, dtype=mean.dtype
+        ).to(mean.device)
+        x_s = mean + math.sqrt(beta) * z
+    else:
+        x_s = mean
+    return DPSState(x_s, state.i + 1), DPSInfo(t, L.detach())
+
+
+def sample_dps(
+    problem: Problem,
+    n: int,
+    *,
+    chains: int,
+    generator: torch.Generator,
+    progress: bool,
+    guidance: float = 0.1,
+    loss: str = "squared",
+    normalize: bool = True,
+    guidance_schedule: str = "constant",
+    guide_on: str = "x0",
+    steps: int | None = None,
+) -> Draws:
+    r"""Algorithm 2 (diffusion posterior sampling, Chung et al. 2023) with the model's DDPM
+    prior.
+
+    From :math:`x_T \sim \mathcal N(0, I)`, each reverse step computes the prior's mean
+    :math:`\mu_t` and moves it against the gradient, in :math:`x_t`, of the guidance loss at
+    Tweedie's :math:`\hat x_0(x_t)`: :math:`\mu_t \leftarrow \mu_t - \lambda_t \nabla_{x_t}
+    L(\hat x_0(x_t))`, then adds the step's noise (see :func:`dps_step`).
+
+    **What it samples.** ``guidance=0`` is the prior's ancestral sampler. Otherwise the
+    draws are pulled toward the target but follow :math:`p(X \mid Z_T = z)` only
+    approximately: DPS replaces :math:`p(z \mid x_t)` by :math:`p(z \mid \hat x_0(x_t))`,
+    and with the squared loss (the paper's) the guidance ignores the likelihood's noise scale,
+    so :math:`\lambda` trades target satisfaction against fidelity to the prior. Measured on
+    the linear-Gaussian model (3 features, two point targets, ``T=100``) with the defaults:
+    the draws' mean lies within 0.13 of the analytic posterior mean per feature, but their
+    spread is too small (standard deviations 0.33-0.64 against 0.50-0.73). ``loss="nll"``
+    with ``guidance_schedule="beta"`` (a step :math:`\lambda \beta_t \nabla \log p(z \mid
+    \hat x_0)`, the DPS form of the conditional score at :math:`\lambda = 1`) is offered
+    but diverges with ``guide_on="x0"`` for the reason below.
+
+    **Pitfalls (``normalize``, ``guide_on``).** The gradient of the loss at
+    :math:`\hat x_0(x_t)` carries the factor :math:`1 / \sqrt{\bar\alpha_t}` of Tweedie's
+    estimate, huge at the first (noisiest) steps: a constant :math:`\lambda` on the plain
+    gradient (``normalize=False``) blows up (measured on the linear-Gaussian model with
+    ``T=100``: :math:`\lambda = 0.05` gives draws of order :math:`10^4`). Chung et al. divide
+    the step by the residual norm, :math:`\zeta / \lVert y - A(\hat x_0) \rVert` times the
+    gradient of the *squared* norm; their code takes the gradient of the *norm* (half that
+    step). The norm must be **per particle**: the norm of a whole batch's residual couples
+    the particles and shrinks each one's step as the batch grows. ``normalize=True`` (the
+    default) uses the per-particle gradient of :math:`\sqrt{L}` (the code's form;
+    ``loss="squared"`` only), so ``guidance`` is :math:`\zeta`. Algorithm 2 as printed
+    evaluates the predictions at :math:`V_i^{(t)}`, i.e. at :math:`x_t` itself, with a
+    constant :math:`\lambda` on the gradient of :math:`L`: that is ``guide_on="xt",
+    normalize=False`` (stable, as the gradient then has no :math:`1/\sqrt{\bar\alpha_t}`).
+
+    :param guidance: the scale :math:`\lambda \ge 0` (:math:`\zeta` when ``normalize``).
+    :param loss: ``"squared"`` (Algorithm 2, step (b).ii.B) or ``"nll"``.
+    :param normalize: guide by the per-particle residual norm (see the pitfalls).
+    :param guidance_schedule: ``"constant"`` (:math:`\lambda_t = \lambda`, Algorithm 2) or
+        ``"beta"`` (:math:`\lambda_t = \lambda \beta_t`).
+    :param guide_on: ``"x0"`` (the loss at :math:`\hat x_0(x_t)`, Chung et al.) or ``"xt"``
+        (at :math:`x_t` itself, a literal reading of Algorithm 2's :math:`V_i^{(t)}`).
+    :param steps: visit this many evenly spaced diffusion steps (a strided DDPM), or ``None``
+        for all ``T`` of the prior.
+    :returns: :class:`~sedge_pyro.inference.Draws` with stats ``loss`` (the guidance loss at
+        the final draws) and ``log_likelihood``, and info ``steps``, ``loss_mean``.
+    :raises OptionError: for a bad option or a model whose prior is not a
+        :class:`~sedge_pyro.models.DiffusionPrior`.
+    :raises SamplingError: when a particle becomes NaN or infinite (names the step ``t``).
+
+    >>> import sedge_pyro as sp
+    >>> seen, _, graph = sp.datasets.linear_gaussian(2000, seed=0)
+    >>> options = {"T": 20, "hidden": (16,)}
+    >>> model = sp.SEDGEModel(graph, prior="diffusion", hidden=(8,), prior_options=options)
+    >>> model = model.fit(seen, steps=50, progress=False)
+    >>> model.sample({"z1": 1.0}, n=10, method="dps", guidance=0.5).values.shape
+    (1, 10, 3)
+    """
+    from sedge_pyro.models.priors import DiffusionPrior
+
+    prior = problem.prior
+    if not isinstance(prior, DiffusionPrior):
+        raise OptionError(
+            f"method 'dps' needs a DiffusionPrior; the model's prior is {type(prior).__name__}: "
+            "fit with prior='diffusion'"
+        )
+    guidance = _number("guidance", guidance, positive=False)
+    kind = _loss_kind(loss)
+    normalize = _flag("normalize", normalize)
+    if normalize and kind != "squared":
+        raise OptionError(
+            f"normalize=True with loss={kind!r}: expected loss='squared' (the residual norm "
+            "of Chung et al. is defined for the squared error)"
+        )
+    if guidance_schedule not in GUIDANCE_SCHEDULES:
+        raise OptionError(
+            f"guidance_schedule={guidance_schedule!r}: expected one of "
+            f"{', '.join(GUIDANCE_SCHEDULES)}"
+        )
+    if guide_on not in GUIDE_ON:
+        raise OptionError(f"guide_on={guide_on!r}: expected one of {', '.join(GUIDE_ON)}")
+    if steps is not None:
+        steps = _positive_int("steps", steps)
+    schedule = _schedule(prior.T, steps)
+    total = chains * n
+    state = dps_init(problem, total, generator)
+    with torch.no_grad():
+        problem.target.loss(state.x[:1], kind)  # fail early for a loss the model lacks
+    bar = tqdm(total=len(schedule), desc="dps", disable=not progress, leave=False)
+    while state.i < len(schedule):
+        state, info = dps_step(
+            state,
+            problem,
+            schedule,
+            generator,
+            guidance=guidance,
+            loss=kind,
+            normalize=normalize,
+            guidance_schedule=guidance_schedule,
+            guide_on=guide_on,
+        )
+        check_finite(state.x, "dps", f"t={info.t}")
+        bar.update()
+    bar.close()
+    x = state.x.detach()
+    with torch.no_grad():
+        final = problem.target.loss(x, kind)
+        stats: dict[str, Any] = {"loss": final.reshape(chains, n)}
+        try:
+            stats["log_likelihood"] = problem.log_likelihood(x).reshape(chains, n)
+        except OptionError:
+            pass
+    info_out = {"steps": len(schedule), "loss_mean": float(final.mean())}
+    return Draws(x.reshape(chains, n, problem.dim), stats, info_out)
