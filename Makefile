@@ -32,6 +32,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/identify_scale.py
+	$(BIN)/python benchmarks/fit_speed.py
+	$(BIN)/python benchmarks/sample_speed.py
 
 docs: $(STAMP)
 	@echo "docs are Markdown under docs/; see docs/index.md"
