@@ -59,8 +59,8 @@ def bare_cost(model: sp.SEDGEModel, s: sp.Samples) -> float:
 
     Per step, on the run's whole batch: ``langevin`` MALA/ULA one forward and backward pass of
     ``log p(x) + l(x)`` (warmup included); annealed ``langevin`` one epsilon-network forward
-    and the likelihoods' gradient; ``dps`` one epsilon-network forward, the likelihoods at
-    Tweedie's x0 and a backward pass through both. No bookkeeping, no checks, no noise;
+    and the likelihoods' gradient; ``dps`` one epsilon-network forward, the run's guidance
+    loss at Tweedie's x0 and a backward pass through both. No bookkeeping, no checks, no noise;
     evaluated at fixed training rows (the cost does not depend on where).
     """
     from sedge_pyro.inference.target import Problem, Target
@@ -89,7 +89,8 @@ def bare_cost(model: sp.SEDGEModel, s: sp.Samples) -> float:
         elif s.method == "dps":
             eps = prior.eps(x, t)
             x0 = prior.predict_x0(x, t, eps=eps)
-            (g,) = torch.autograd.grad(problem.log_likelihood(x0).sum(), x)
+            loss = problem.target.loss(x0, settings["loss"]).sum()
+            (g,) = torch.autograd.grad(loss, x)
             _ = prior.posterior_mean(x, t, eps=eps.detach()) + g
         else:
             torch.autograd.grad(problem.log_density(x).sum(), x)
@@ -128,6 +129,7 @@ def main() -> None:
         n = int(opts.pop("n", args.draws))
         model = models[prior]
         s = model.sample(TARGET, n=n, method=method, chains=chains, seed=args.seed, **opts)
+        rng = np.random.default_rng(args.seed)  # the same simulation noise for every method
         v = s.to_numpy()
         seconds = float(s.info["seconds"])
         overhead = math.nan
