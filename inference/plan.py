@@ -60,6 +60,7 @@ def sample_plan(
     progress: bool,
     oversample: int = 8,
     k: int | None = None,
+    min_ess: float = 100.0,
 ) -> Draws:
     r"""Draw ``chains x n`` feature vectors by compiling the identification's factorization.
 
@@ -69,10 +70,18 @@ def sample_plan(
         with weight terms (conservative targets).
     :param k: neighbours used to match continuous conditioning features (default
         :math:`\max(10, \sqrt{n_{rows}})`, at most 200).
+    :param min_ess: when a conservative component's importance resampling rests on fewer
+        effective particles than this, its shared features :math:`X_c` are drawn instead by
+        MCMC (``langevin``'s MALA on the model's :math:`p(x \mid Z_T = z)`, whose
+        :math:`X_c`-marginal is :math:`p(X_c) \prod_r p(z_{B_r} \mid X_c)`, Eq. (3)), and
+        each group's features given them as before. Needs a prior with a density and
+        continuous :math:`X_c`; otherwise the resampled draws are kept. ``0``: never;
+        ``math.inf``: always.
     :returns: :class:`Draws` with per-draw ``log_weight`` (the importance weight of the draw
         before resampling, 0 when there was none), and in ``info`` the identification
-        ``status``, the ``factorization`` text and the smallest effective sample size
-        ``ess`` (and ``ess_fraction``) over components.
+        ``status``, the ``factorization`` text, the smallest effective sample size
+        ``ess`` (and ``ess_fraction``) of the importance resampling over components, and
+        ``mcmc``: the shared features drawn by MCMC (empty when none were).
     :raises OptionError: for ``oversample < 1`` or ``k < 1``, or a point target on a
         continuous spec with a model that has no per-spec likelihood.
     :raises SamplingError: when no training row supports a term.
@@ -81,6 +90,8 @@ def sample_plan(
         raise OptionError(f"oversample={oversample!r}: expected a whole number >= 1")
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise OptionError(f"k={k!r}: expected a whole number >= 1 or None")
+    if isinstance(min_ess, bool) or not isinstance(min_ess, int | float) or not min_ess >= 0:
+        raise OptionError(f"min_ess={min_ess!r}: expected a number >= 0 (math.inf: always)")
     model, target = problem.model, problem.target
     res = identify(model.graph, target.target, problem.model.seen, tolerance=target.tolerance)
     plan = _Plan(problem, res, k, generator)
@@ -89,30 +100,47 @@ def sample_plan(
     log_w = torch.zeros(total, device=problem.device)
     ess: list[float] = []
     fractions: list[float] = []
-    for comp_terms in plan.by_component():
+    # shared features drawn by MCMC: feature -> normalised values (not training rows)
+    fixed: dict[str, torch.Tensor] = {}
+    posterior: torch.Tensor | None = None
+    for comp, comp_terms in zip(res.components, plan.by_component(), strict=True):
         feats, lw, comp_ess, frac = plan.run(comp_terms, total, oversample)
+        if comp_ess < min_ess and plan.can_use_mcmc(comp):
+            if posterior is None:
+                posterior = _posterior_draws(problem, n, chains, generator)
+            xc = {f: posterior[:, model.features.index(f)] for f in sorted(comp.shared)}
+            feats, lw = plan.run_given(comp_terms, total, xc), torch.zeros(total)
+            fixed.update(xc)
         for f, r in feats.items():
-            rows[:, model.features.index(f)] = r
-        log_w += lw
+            if f not in fixed:
+                rows[:, model.features.index(f)] = r
+        log_w += lw.to(log_w.device)
         ess.append(comp_ess)
         fractions.append(frac)
-    missing = [f for j, f in enumerate(model.features) if bool((rows[:, j] < 0).any())]
+    missing = [
+        f for j, f in enumerate(model.features) if f not in fixed and bool((rows[:, j] < 0).any())
+    ]
     if missing:
         raise SamplingError(f"method 'plan' drew no value for feature {missing[0]!r}")
     cols = torch.arange(problem.dim, device=problem.device)
-    x = plan.X[rows, cols]
-    check_finite(x, "plan", "end")
+    x = plan.X[rows.clamp(min=0), cols]
     # the raw training values themselves, not a round trip through the normalisation
-    assert model.seen is not None
+    assert model.seen is not None and model.columns is not None
     raw = model.seen[list(model.features)].to_numpy(dtype=float)[
-        rows.cpu().numpy(), cols.cpu().numpy()
+        rows.clamp(min=0).cpu().numpy(), cols.cpu().numpy()
     ]
+    for f, v in fixed.items():
+        j = model.features.index(f)
+        x[:, j] = v
+        raw[:, j] = model.columns[f].decode(v.detach().cpu().numpy())
+    check_finite(x, "plan", "end")
     info: dict[str, Any] = {
         "status": res.status.name,
         "factorization": str(res.factorization),
         "ess": min(ess, default=math.inf),
         "ess_fraction": min(fractions) if fractions else 1.0,
         "k": plan.k,
+        "mcmc": sorted(fixed),
     }
     return Draws(
         x.reshape(chains, n, problem.dim),
@@ -120,6 +148,18 @@ def sample_plan(
         info,
         raw.reshape(chains, n, problem.dim),
     )
+
+
+def _posterior_draws(
+    problem: Problem, n: int, chains: int, generator: torch.Generator
+) -> torch.Tensor:
+    r"""``chains x n`` draws of the model's :math:`p(x \mid Z_T = z)` by MALA, flattened
+    chain-major like the plan's particles.
+    """
+    from sedge_pyro.inference.langevin import sample_langevin
+
+    draws = sample_langevin(problem, n, chains=chains, generator=generator, progress=False)
+    return draws.x.reshape(chains * n, problem.dim)
 
 
 class _Plan:
@@ -179,7 +219,11 @@ class _Plan:
         (a particle holds, per feature, the training row it was drawn from).
         """
         idx = self._idx(names)
-        return torch.stack([self.X[values[f], j] for f, j in zip(names, idx, strict=True)], 1)
+        cols = [
+            values[f] if values[f].is_floating_point() else self.X[values[f], j]
+            for f, j in zip(names, idx, strict=True)
+        ]
+        return torch.stack(cols, 1)
 
     def _idx(self, names: list[str]) -> list[int]:
         return [self.model.features.index(f) for f in names]
@@ -229,6 +273,33 @@ class _Plan:
             values, kept, e, f = self._resample(values, log_w, kept, n_out)
             ess, frac = min(ess, e), min(frac, f)
         return values, kept, ess, frac
+
+    def can_use_mcmc(self, comp: Any) -> bool:
+        """Whether a component's shared features can be drawn by MCMC instead: it has some,
+        they are continuous (not grouped as discrete values), and the prior has a density.
+        """
+        if not comp.shared or not self.problem.prior.has_log_prob:
+            return False
+        return self._groups_of(sorted(comp.shared)) is None
+
+    def run_given(
+        self, terms: list[Term], n_out: int, xc: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        r"""Run a component's draw terms with its shared features ``xc`` already drawn
+        (normalised values): each term :math:`p_D(F, X_c \mid C, Z_E)` becomes
+        :math:`p_D(F \mid X_c, C, Z_E)`; weight terms are already in ``xc``'s draws.
+        """
+        values: dict[str, torch.Tensor] = dict(xc)
+        for term in terms:
+            lhs = [f for f in _free(term.lhs) if f not in xc]
+            if not lhs:
+                continue
+            cond = list(dict.fromkeys(_free(term.rhs) + [f for f in _free(term.lhs) if f in xc]))
+            events = [v.name for v in term.rhs + term.lhs if v.value is not None]
+            rows, _ = self._draw_rows(lhs, cond, events, values, n_out)
+            for f in lhs:
+                values[f] = rows
+        return {f: v for f, v in values.items() if f not in xc}
 
     def _resample(
         self,

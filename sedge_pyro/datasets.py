@@ -140,6 +140,7 @@ def linear_gaussian(
     seed: int = 0,
     *,
     unseen: Mapping[str, float] | None = None,
+    cov: np.ndarray | None = None,
 ) -> LinearGaussian:
     """Simulate a linear-Gaussian model on Fig. 2(b)'s graph (correlated features).
 
@@ -147,6 +148,8 @@ def linear_gaussian(
     :param seed: seed of the simulation.
     :param unseen: optional thresholds, spec -> value: rows with every listed spec above its
         threshold are removed by the selection (the Oracle), making that corner novel.
+    :param cov: the features' covariance, 3 x 3 symmetric positive definite (default: the
+        built-in one, in which ``x1`` and ``x3`` are dependent given ``x2``).
     :returns: :class:`LinearGaussian` (unpacks as ``seen, oracle, graph``).
 
     >>> data = linear_gaussian(1000, seed=0)
@@ -158,7 +161,13 @@ def linear_gaussian(
         raise DataError(f"n={n!r}: expected a positive integer number of rows")
     graph = SpecGraph.from_parents({"z1": ["x1", "x2"], "z2": ["x2", "x3"]})
     mean = np.array([0.5, -0.3, 0.2])
-    cov = np.array([[1.0, 0.3, 0.0], [0.3, 1.0, -0.4], [0.0, -0.4, 1.5]])
+    if cov is None:
+        cov = np.array([[1.0, 0.3, 0.0], [0.3, 1.0, -0.4], [0.0, -0.4, 1.5]])
+    cov = np.asarray(cov, dtype=float)
+    if cov.shape != (3, 3) or not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
+        raise DataError(
+            f"cov of shape {cov.shape}: expected a 3 x 3 symmetric positive definite matrix"
+        )
     specs = {
         "z1": (("x1", "x2"), np.array([1.0, 0.7]), 0.1, 0.5),
         "z2": (("x2", "x3"), np.array([-0.8, 0.6]), -0.2, 0.4),

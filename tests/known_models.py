@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 import sedge_pyro as sp
@@ -17,10 +18,13 @@ from sedge_pyro.models.columns import Column, Columns
 
 
 def exact_linear_gaussian(
-    n: int = 20_000, seed: int = 0, unseen: dict[str, float] | None = None
+    n: int = 20_000,
+    seed: int = 0,
+    unseen: dict[str, float] | None = None,
+    cov: np.ndarray | None = None,
 ) -> tuple[sp.SEDGEModel, sp.datasets.LinearGaussian]:
     """The exact model and its data (``data.posterior(target)`` is the answer)."""
-    data = sp.datasets.linear_gaussian(n, seed=seed, unseen=unseen)
+    data = sp.datasets.linear_gaussian(n, seed=seed, unseen=unseen, cov=cov)
     model = sp.SEDGEModel(data.graph, likelihood="gaussian", prior="gaussian", hidden=())
     names = list(data.graph.features) + list(data.graph.specs)
     model.columns = Columns([Column(c, "continuous", 0.0, 1.0) for c in names])

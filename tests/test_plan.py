@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,6 +63,44 @@ def test_plan_is_reproducible_and_shaped_by_chains(exact):
     assert np.array_equal(a.values, b.values)
     assert not np.array_equal(a.values, c.values)
     assert a.stats["log_weight"].shape == (3, 50)
+
+
+# x1 and x3 independent given x2, as the graph (no feature edges) says
+COV_MARKOV = np.array([[1.0, 0.3, -0.12], [0.3, 1.0, -0.4], [-0.12, -0.4, 1.5]])
+FAR = {"z1": 3.5, "z2": -3.5}  # each value seen alone, never together: CONSERVATIVE
+
+
+def test_plan_draws_shared_features_by_mcmc_when_the_ess_is_poor():
+    model, data = exact_linear_gaussian(20_000, seed=0, cov=COV_MARKOV)
+    sir = model.sample(FAR, n=1000, method="plan", seed=0, min_ess=0)
+    assert sir.info["status"] == "CONSERVATIVE" and sir.info["mcmc"] == []
+    # asking for more effective particles than the resampling has switches X_c to MALA
+    s = model.sample(FAR, n=1000, method="plan", chains=2, seed=0, min_ess=2 * sir.info["ess"])
+    assert s.info["mcmc"] == ["x2"]
+    mean, cov = data.posterior(FAR)
+    # X_c's marginal is the model's (here the exact) posterior marginal: within 4 ESS-based SE
+    x2 = s.to_inference_data().posterior["x2"]
+    ess = float(az.ess(x2).to_array().item())
+    assert ess > 200
+    assert abs(float(x2.mean()) - mean[1]) < 4 * np.sqrt(cov[1, 1] / ess)
+    assert abs(float(x2.std()) / np.sqrt(cov[1, 1]) - 1) < 0.1
+    # the groups' private features are still training values, drawn given X_c
+    v = s.to_numpy()
+    assert np.isin(v[:, 0], data.seen["x1"].to_numpy()).all()
+    assert np.isin(v[:, 2], data.seen["x3"].to_numpy()).all()
+    assert not np.isin(v[:, 1], data.seen["x2"].to_numpy()).all()
+    # x1 | x2 and x3 | x2 are the plan's exact terms: the joint lands near the posterior
+    assert np.all(np.abs(v.mean(0) - mean) < 0.1)
+
+
+def test_plan_keeps_resampling_without_a_prior_density():
+    data = sp.datasets.linear_gaussian(5000, seed=0, cov=COV_MARKOV)
+    model = sp.SEDGEModel(data.graph, likelihood="gaussian", prior="empirical", hidden=())
+    model.fit(data.seen, steps=200, batch_size=256, lr=1e-2, progress=False)
+    s = model.sample({"z1": 2.5, "z2": -2.5}, n=200, method="plan", seed=0, min_ess=math.inf)
+    assert s.info["status"] == "CONSERVATIVE" and s.info["mcmc"] == []
+    with pytest.raises(sp.OptionError, match="min_ess"):
+        model.sample(FAR, n=10, method="plan", min_ess=-1)
 
 
 # --------------------------------------------------------------------------- discrete networks
