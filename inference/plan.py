@@ -109,7 +109,8 @@ def sample_plan(
             if posterior is None:
                 posterior = _posterior_draws(problem, n, chains, generator)
             xc = {f: posterior[:, model.features.index(f)] for f in sorted(comp.shared)}
-            feats, lw = plan.run_given(comp_terms, total, xc), torch.zeros(total)
+            feats = plan.run_given(comp_terms, total, xc)
+            lw = torch.zeros(total, device=problem.device)
             fixed.update(xc)
         for f, r in feats.items():
             if f not in fixed:

@@ -137,7 +137,7 @@ def sample(
         raise OptionError(f"chains={chains!r}: expected a positive whole number")
     dev = model.device if device is None else torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SedgeError("device='cuda' but CUDA is not available: use device='cpu'")
+        raise OptionError("device='cuda' but CUDA is not available: use device='cpu'")
     t = Target(model, target, tolerance=tolerance)
     model.to(dev)
     problem = Problem(model, t, dev)

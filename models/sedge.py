@@ -405,7 +405,7 @@ class SEDGEModel(PyroModule):
         df = self._frame(data, batch_size=batch_size)
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise SedgeError("device='cuda' but CUDA is not available: use device='cpu'")
+            raise OptionError("device='cuda' but CUDA is not available: use device='cpu'")
         if components is None or not self.fitted:
             kinds = {
                 z: {

@@ -9,6 +9,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from known_models import exact_linear_gaussian
 from scipy import stats
 
@@ -247,3 +248,15 @@ def test_plan_on_categorical_specs_checks_levels():
     # identifiable (separate blocks): red needs x1 > 0.5, size 1 needs x2 > 0
     assert s.info["status"] == "IDENTIFIABLE"
     assert (v.x1 > 0.5).all() and (v.x2 > 0).all()
+
+
+def test_sample_device_cuda_runs_there_or_says_it_cannot(exact):
+    model, data = exact
+    if not torch.cuda.is_available():
+        with pytest.raises(sp.OptionError, match="CUDA is not available"):
+            model.sample(TARGET, n=10, method="plan", device="cuda")
+        return
+    s = model.sample(TARGET, n=2000, method="plan", device="cuda", seed=0)
+    assert s.info["device"].startswith("cuda")
+    mean, cov = data.posterior(TARGET)
+    assert np.all(np.abs(s.to_numpy().mean(0) - mean) < 0.1)
