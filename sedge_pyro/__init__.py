@@ -7,7 +7,13 @@
 """
 
 from sedge_pyro import datasets, diagnostics, examples
-from sedge_pyro.diagnostics import SpecSatisfaction, mmd, pair_plot, spec_satisfaction
+from sedge_pyro.diagnostics import (
+    SpecSatisfaction,
+    mmd,
+    mmd_floor,
+    pair_plot,
+    spec_satisfaction,
+)
 from sedge_pyro.errors import (
     DataError,
     GraphError,
@@ -75,6 +81,7 @@ __all__ = [
     "inference",
     "learn_parents",
     "mmd",
+    "mmd_floor",
     "models",
     "pair_plot",
     "spec_satisfaction",

@@ -17,7 +17,7 @@ import pandas as pd
 from sedge_pyro.errors import DataError, OptionError, TargetError
 from sedge_pyro.expr import Interval
 
-__all__ = ["MMD", "SpecSatisfaction", "mmd", "pair_plot", "spec_satisfaction"]
+__all__ = ["MMD", "SpecSatisfaction", "mmd", "mmd_floor", "pair_plot", "spec_satisfaction"]
 
 
 class MMD(float):
@@ -197,6 +197,65 @@ def mmd(
     k = np.exp(-d2 / (2 * h * h))
     mmd2, p_value = _mmd2_and_p(k, n, m, unbiased, int(permutations), seed)
     return MMD(mmd2, h, p_value, unbiased)
+
+
+def mmd_floor(
+    reference: Any,
+    n: int | None = None,
+    *,
+    repeats: int = 5,
+    seed: int = 0,
+    **mmd_options: Any,
+) -> float:
+    r"""The finite-sample floor of :func:`mmd`: the MMD between two halves of one sample.
+
+    Two disjoint random subsets of ``reference`` of ``n`` rows each are two independent
+    samples of the same distribution, so their MMD is what a perfect generator of ``n`` draws
+    would score against ``n`` reference rows. The mean over ``repeats`` random splits.
+
+    :param reference: rows x features (array or DataFrame), e.g. the Oracle rows.
+    :param n: rows per subset; default ``len(reference) // 2``.
+    :param repeats: number of random splits averaged.
+    :param seed: seeds the splits (and, offset per split, :func:`mmd`'s permutations).
+    :param mmd_options: passed to :func:`mmd` (``bandwidth``, ``unbiased``, ``standardize``,
+        ``permutations``), so the floor is computed like the values it is compared with.
+    :returns: the mean MMD, a ``float``.
+    :raises DataError: when ``2 n`` exceeds the rows of ``reference``.
+    :raises OptionError: for a bad ``n``, ``repeats`` or MMD option.
+
+    >>> import numpy as np
+    >>> ref = np.random.default_rng(0).normal(size=(400, 2))
+    >>> floor = mmd_floor(ref, 100, bandwidth=1.0, unbiased=False)
+    >>> 0.0 < floor < 0.2
+    True
+    """
+    rows = (
+        reference
+        if isinstance(reference, pd.DataFrame)
+        else _matrix(reference, "reference", None)[0]
+    )
+    total = len(rows)
+    if n is None:
+        n = total // 2
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise OptionError(f"n={n!r}: expected a positive integer number of rows per subset")
+    if isinstance(repeats, bool) or not isinstance(repeats, int | np.integer) or repeats < 1:
+        raise OptionError(f"repeats={repeats!r}: expected a positive integer")
+    if 2 * n > total:
+        raise DataError(
+            f"n={n}: two disjoint subsets need 2 n = {2 * n} rows, but reference has {total}"
+        )
+    rng = np.random.default_rng(seed)
+    values = []
+    for r in range(int(repeats)):
+        order = rng.permutation(total)
+        first, second = order[:n], order[n : 2 * n]
+        if isinstance(rows, pd.DataFrame):
+            a, b = rows.iloc[first], rows.iloc[second]
+        else:
+            a, b = rows[first], rows[second]
+        values.append(float(mmd(a, b, seed=seed + r, **mmd_options)))
+    return float(np.mean(values))
 
 
 # ---------------------------------------------------------------------- spec satisfaction

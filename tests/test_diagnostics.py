@@ -308,3 +308,56 @@ def test_docs_example_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.startswith("MMD ") and "likelihood" in out and "oracle" in out and "r_hat" in out
     assert (tmp_path / "pairs.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------- mmd_floor
+
+
+def test_mmd_floor_is_the_mmd_between_independent_samples():
+    from sedge_pyro.diagnostics import mmd_floor
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(2000, 2))
+    floor = mmd_floor(reference, 300, repeats=10, bandwidth=1.0, unbiased=False)
+    fresh = [
+        float(
+            mmd(rng.normal(size=(300, 2)), rng.normal(size=(300, 2)), bandwidth=1.0, unbiased=False)
+        )
+        for _ in range(10)
+    ]
+    assert 0.0 < floor
+    assert abs(floor - np.mean(fresh)) < 3 * np.std(fresh) / np.sqrt(10) + 0.01
+    shifted = float(
+        mmd(reference[:300], rng.normal(0.5, 1.0, size=(300, 2)), bandwidth=1.0, unbiased=False)
+    )
+    assert shifted > 3 * floor
+
+
+def test_mmd_floor_defaults_seeds_and_frames():
+    from sedge_pyro.diagnostics import mmd_floor
+
+    frame = pd.DataFrame(np.random.default_rng(1).uniform(size=(101, 3)), columns=list("abc"))
+    assert mmd_floor(frame, seed=3) == mmd_floor(frame.to_numpy(), seed=3)
+    assert mmd_floor(frame, 50, seed=3, bandwidth=0.5) != mmd_floor(
+        frame, 50, seed=4, bandwidth=0.5
+    )
+    # one repeat is the MMD of the first split of the seeded permutation
+    order = np.random.default_rng(7).permutation(101)
+    expected = mmd(frame.iloc[order[:20]], frame.iloc[order[20:40]], bandwidth=1.0, seed=7)
+    assert mmd_floor(frame, 20, repeats=1, seed=7, bandwidth=1.0) == float(expected)
+
+
+def test_mmd_floor_errors():
+    from sedge_pyro.diagnostics import mmd_floor
+
+    reference = np.zeros((9, 2))
+    with pytest.raises(sp.DataError, match=r"n=5.*10 rows.*reference has 9"):
+        mmd_floor(reference, 5)
+    with pytest.raises(sp.DataError, match="unbiased MMD needs two"):
+        mmd_floor(np.zeros((3, 2)))  # n = 1 fits, but the unbiased MMD needs two rows each
+    with pytest.raises(sp.OptionError, match="n=0"):
+        mmd_floor(reference, 0)
+    with pytest.raises(sp.OptionError, match="repeats=0"):
+        mmd_floor(reference, 2, repeats=0)
+    with pytest.raises(sp.OptionError, match="bandwidth"):
+        mmd_floor(reference, 2, bandwidth=-1.0)
