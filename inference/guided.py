@@ -207,6 +207,10 @@ def sample_opt(
         on the linear-Gaussian model); the decay lets particles settle (1e-6).
     :param loss: ``"squared"`` (Algorithm 1, step 2(b).iii) or ``"nll"``.
     :param prior_weight: :math:`w \ge 0`; :math:`w > 0` needs a prior with a density.
+
+    Per-draw targets (arrays of ``n`` values; see :mod:`~sedge_pyro.inference.sample`): the
+    particle of draw ``i`` in every chain minimises the loss of the ``i``-th values.
+
     :returns: :class:`~sedge_pyro.inference.Draws` with stats ``loss`` (the final
         :math:`L`) and ``log_likelihood``, and info ``loss_mean``, ``loss_max``, ``steps``.
     :raises OptionError: for a bad option, or ``prior_weight > 0`` with a prior without a
@@ -233,10 +237,12 @@ def sample_opt(
     total = chains * n
     state = opt_init(problem, total, generator)
     # fail early (before the loop) when the loss or the prior cannot be evaluated
+    # (a per-draw target needs a whole chain's particles)
+    first = state.x[: target.n or 1]
     with torch.no_grad():
-        target.loss(state.x[:1], kind)
+        target.loss(first, kind)
         if w > 0:
-            problem.log_prior(state.x[:1])
+            problem.log_prior(first)
 
     def objective(x: torch.Tensor) -> torch.Tensor:
         out = target.loss(x, kind)
@@ -422,6 +428,11 @@ def sample_dps(
         (at :math:`x_t` itself, a literal reading of Algorithm 2's :math:`V_i^{(t)}`).
     :param steps: visit this many evenly spaced diffusion steps (a strided DDPM), or ``None``
         for all ``T`` of the prior.
+
+    Per-draw targets (arrays of ``n`` values): the particle of draw ``i`` in every chain is
+    guided by the loss of the ``i``-th values; the noise is drawn as for a scalar target, so
+    arrays holding one constant reproduce the scalar run draw for draw.
+
     :returns: :class:`~sedge_pyro.inference.Draws` with stats ``loss`` (the guidance loss at
         the final draws) and ``log_likelihood``, and info ``steps``, ``loss_mean``.
     :raises OptionError: for a bad option or a model whose prior is not a
@@ -465,7 +476,8 @@ def sample_dps(
     total = chains * n
     state = dps_init(problem, total, generator)
     with torch.no_grad():
-        problem.target.loss(state.x[:1], kind)  # fail early for a loss the model lacks
+        # fail early for a loss the model lacks (a per-draw target needs a whole chain)
+        problem.target.loss(state.x[: problem.target.n or 1], kind)
     bar = tqdm(total=len(schedule), desc="dps", disable=not progress, leave=False)
     while state.i < len(schedule):
         state, info = dps_step(

@@ -15,6 +15,14 @@ the draws are finite, converts them to raw units and records the settings. The m
 ``nuts``      Pyro's NUTS on the conditioned model (low-dimensional X)
 ``direct``    models D/E: draws from the fitted :math:`p(X \mid Z)` itself
 ============  ===========================================================================
+
+**Per-draw targets.** A target value may be a 1-D array of ``n`` points (numpy array, list,
+pandas Series or torch tensor) instead of one value: draw ``i`` of every chain is generated for
+the ``i``-th values (the paper's Sec. 5.1 generates one sample per held-out Oracle row).
+Scalars and intervals may be mixed in and hold for every draw. Only ``opt``, ``dps`` and
+``direct`` take them, as their particles are independent given their targets; the samplers of
+one posterior (``plan``, ``langevin``, ``svi``, ``nuts``) raise
+:class:`~sedge_pyro.OptionError`. :attr:`Samples.target` keeps the arrays.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import torch
 
 from sedge_pyro.errors import OptionError, SamplingError, SedgeError
 from sedge_pyro.inference.samples import Samples
-from sedge_pyro.inference.target import Problem, Target
+from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
 
 if TYPE_CHECKING:
     from sedge_pyro.models.sedge import SEDGEModel
@@ -125,12 +133,24 @@ def sample(
     progress: bool = False,
     **options: Any,
 ) -> Samples:
-    """Draw features for a target from a fitted model (see :meth:`SEDGEModel.sample`)."""
+    """Draw features for a target from a fitted model (see :meth:`SEDGEModel.sample`).
+
+    A target value may be a 1-D array of ``n`` points, one per draw (see the module).
+
+    :raises OptionError: for per-draw targets with a method other than ``opt``, ``dps`` or
+        ``direct``.
+    """
     if not model.fitted:
         raise SedgeError("the model is not fitted: call model.fit(data) first")
     method = default_method(model) if method is None else method
     fn = _resolve(method)
     settings = _settings(fn, method, options)
+    per_draw = isinstance(target, Mapping) and any(is_per_draw(v) for v in target.values())
+    if per_draw and method not in PER_DRAW_METHODS:
+        raise OptionError(
+            f"method {method!r} draws from one posterior: per-draw targets need method 'opt', "
+            "'dps' or 'direct'"
+        )
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise OptionError(f"n={n!r}: expected a positive whole number of draws per chain")
     if isinstance(chains, bool) or not isinstance(chains, int | np.integer) or chains < 1:
@@ -138,7 +158,7 @@ def sample(
     dev = model.device if device is None else torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OptionError("device='cuda' but CUDA is not available: use device='cpu'")
-    t = Target(model, target, tolerance=tolerance)
+    t = Target(model, target, tolerance=tolerance, n=int(n))
     model.to(dev)
     problem = Problem(model, t, dev)
     generator = torch.Generator(device=dev).manual_seed(int(seed))

@@ -5,6 +5,12 @@ Draws are held as ``(chain, draw, feature)`` in raw units, with per-draw statist
 settings. :meth:`Samples.to_inference_data` gives ArviZ's ``InferenceData`` (a variable per
 feature with dims ``chain, draw``), which round-trips through NetCDF (:meth:`Samples.save`,
 :meth:`Samples.load`).
+
+A per-draw target (one value per draw, see :mod:`~sedge_pyro.inference.sample`) is kept in
+:attr:`Samples.target` as a numpy array of length ``draws``. In ``InferenceData`` its values
+live only in ``observed_data`` (a variable named after the spec with dims ``("draw",)``); the
+``target`` attribute marks the spec ``{"per_draw": n}`` rather than repeating the values, and
+:meth:`Samples.from_inference_data` puts the array back.
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ class Samples:
 
     :param values: shape ``(chains, draws, features)``, raw units.
     :param features: the feature names, in order.
-    :param target: the target, spec -> value or :class:`~sedge_pyro.Interval`.
+    :param target: the target, spec -> value, :class:`~sedge_pyro.Interval`, or a per-draw
+        array of ``draws`` values (kept as a numpy array).
     :param method: the sampler's name.
     :param settings: the method's settings (recorded as attributes).
     :param stats: per-draw statistics, name -> array ``(chains, draws)``.
@@ -71,7 +78,13 @@ class Samples:
             )
         self.values = values
         self.features = tuple(features)
-        self.target = dict(target)
+        self.target = {k: _per_draw_array(v) for k, v in target.items()}
+        for k, v in self.target.items():
+            if isinstance(v, np.ndarray) and v.shape != (values.shape[1],):
+                raise SedgeError(
+                    f"per-draw target {k!r} has shape {v.shape}: expected ({values.shape[1]},), "
+                    "one value per draw"
+                )
         self.method = method
         self.settings = dict(settings or {})
         self.stats = {k: np.asarray(v) for k, v in (stats or {}).items()}
@@ -124,6 +137,9 @@ class Samples:
         import arviz as az
 
         posterior = {f: self.values[:, :, j] for j, f in enumerate(self.features)}
+        observed = dict(self.observed)
+        per_draw = [k for k, v in self.target.items() if isinstance(v, np.ndarray)]
+        observed.update({k: self.target[k] for k in per_draw})
         attrs = {"method": self.method, "target": _attr(_target_json(self.target))}
         attrs.update({f"setting_{k}": _attr(v) for k, v in self.settings.items()})
         attrs.update({f"info_{k}": _attr(v) for k, v in self.info.items()})
@@ -138,7 +154,8 @@ class Samples:
             return az.from_dict(
                 posterior=posterior,
                 sample_stats=self.stats or None,
-                observed_data=self.observed or None,
+                observed_data=observed or None,
+                dims={k: ["draw"] for k in per_draw} or None,
                 attrs=dict(attrs),
                 posterior_attrs=dict(attrs),
             )
@@ -187,7 +204,7 @@ class Samples:
             observed = {k: idata.observed_data[k].values for k in idata.observed_data.data_vars}
         settings = {k[8:]: _unjson(v) for k, v in attrs.items() if k.startswith("setting_")}
         info = {k[5:]: _unjson(v) for k, v in attrs.items() if k.startswith("info_")}
-        target = _target_from_json(json.loads(attrs.get("target", "{}")))
+        target = _target_from_json(json.loads(attrs.get("target", "{}")), observed)
         return cls(
             values, features, target, str(attrs.get("method", "")), settings, stats, info, observed
         )
@@ -208,7 +225,9 @@ def _target_json(target: Mapping[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for k, v in target.items():
-        if isinstance(v, Interval):
+        if isinstance(v, np.ndarray):
+            out[k] = {"per_draw": len(v)}  # the values are in observed_data
+        elif isinstance(v, Interval):
             out[k] = {"low": v.low, "high": v.high}
         elif isinstance(v, np.generic):
             out[k] = v.item()
@@ -217,10 +236,35 @@ def _target_json(target: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _target_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
+def _target_from_json(
+    data: Mapping[str, Any], observed: Mapping[str, np.ndarray] | None = None
+) -> dict[str, Any]:
     from sedge_pyro.expr import Interval
 
-    return {k: Interval(**v) if isinstance(v, dict) else v for k, v in data.items()}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict) and "per_draw" in v:
+            if observed is None or k not in observed:
+                raise SedgeError(
+                    f"per-draw target {k!r} has no values: expected a variable {k!r} in "
+                    "observed_data"
+                )
+            out[k] = np.asarray(observed[k])
+        elif isinstance(v, dict):
+            out[k] = Interval(**v)
+        else:
+            out[k] = v
+    return out
+
+
+def _per_draw_array(value: Any) -> Any:
+    """A per-draw target (array-like of one dimension or more) as a numpy array."""
+    if isinstance(value, list | tuple | pd.Series | np.ndarray):
+        arr = np.asarray(value)
+        return arr if arr.ndim else arr.item()
+    if type(value).__module__.startswith("torch") and getattr(value, "ndim", 0) > 0:
+        return value.detach().cpu().numpy()
+    return value
 
 
 def _unjson(value: Any) -> Any:

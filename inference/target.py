@@ -12,6 +12,14 @@ a log-density for a point on a continuous spec, the log of a probability for a c
 interval (the likelihood's CDF). :class:`Problem` adds the prior: :meth:`Problem.log_density`
 is :math:`\log p(x) + \ell(x)`, the unnormalised log-posterior :math:`\log p(x \mid Z_T = z)` of
 the SEDGE model (Sec. 3.1), and the target of ``langevin``, ``svi`` and ``nuts``.
+
+**Per-draw targets.** A value may also be a 1-D array of ``n`` points (a numpy array, list,
+pandas Series or torch tensor): draw ``i`` of every chain is then generated for the ``i``-th
+value, as Sec. 5.1 and App. D.1 generate one sample per held-out Oracle row. Such a spec's
+:attr:`SpecEvent.low` and :attr:`SpecEvent.high` are tensors of shape ``(n,)``; the terms lay
+them out on a sampler's batch of ``(..., n)`` particles as they are, and on a flat batch of
+``chains * n`` chain-major particles repeated once per chain. Scalars and intervals keep their
+float bounds (and their speed).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sedge_pyro.assumptions import Coverage
+from sedge_pyro.assumptions import Coverage, _tolerance, is_continuous
 from sedge_pyro.errors import OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
 
@@ -32,11 +40,52 @@ if TYPE_CHECKING:
     from sedge_pyro.models.base import Prior
     from sedge_pyro.models.sedge import SEDGEModel
 
-__all__ = ["LOSSES", "Problem", "SpecEvent", "Target"]
+__all__ = ["LOSSES", "PER_DRAW_METHODS", "Problem", "SpecEvent", "Target", "is_per_draw"]
 
 #: the guidance losses of ``opt`` and ``dps``: the paper's squared error of the predicted
 #: mean (Algorithms 1-2) or the negative log-likelihood of the target
 LOSSES = ("squared", "nll")
+#: the methods that take per-draw targets (one target value per draw)
+PER_DRAW_METHODS = ("opt", "dps", "direct")
+
+
+def is_per_draw(value: Any) -> bool:
+    """Whether a target value is a per-draw array (numpy array, list, tuple, pandas Series or
+    torch tensor of one or more dimensions) rather than a point or an interval.
+    """
+    if isinstance(value, np.ndarray | torch.Tensor):
+        return value.ndim > 0
+    return isinstance(value, list | tuple | pd.Series | pd.Index)
+
+
+def _as_array(spec: str, value: Any, n: int | None) -> np.ndarray:
+    """A per-draw target value as a 1-D numpy array of length ``n`` (checked)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value.to_numpy() if isinstance(value, pd.Series | pd.Index) else value)
+    if arr.dtype == object:
+        flat = [v for v in arr.ravel()] if arr.ndim else []
+        if any(isinstance(v, Interval) for v in flat):
+            raise TargetError(
+                f"per-draw target for {spec!r} holds an Interval: per-draw targets are points "
+                "(numbers or levels); give one Interval for all draws instead"
+            )
+    if arr.ndim != 1:
+        raise TargetError(
+            f"per-draw target for {spec!r} has shape {arr.shape}: expected a 1-D array of "
+            f"{'n' if n is None else n} values"
+        )
+    if n is not None and len(arr) != n:
+        raise TargetError(
+            f"per-draw target for {spec!r} has length {len(arr)}: expected n={n} (one value "
+            "per draw)"
+        )
+    if len(arr) == 0:
+        raise TargetError(f"per-draw target for {spec!r} is empty: expected one value per draw")
+    if arr.dtype.kind in "fc" and np.isnan(arr).any():
+        i = int(np.flatnonzero(np.isnan(arr))[0])
+        raise TargetError(f"per-draw target for {spec!r} is NaN at draw {i}: expected a value")
+    return arr
 
 
 @dataclass(frozen=True)
@@ -46,21 +95,26 @@ class SpecEvent:
     :param spec: the specification's name.
     :param kind: its column kind (``continuous``, ``binary``, ``categorical``).
     :param value: the target as the user gave it (raw units).
-    :param low: normalised lower bound (``None``: unbounded); equal to ``high`` for a point.
+    :param low: normalised lower bound (``None``: unbounded); equal to ``high`` for a point;
+        for a per-draw target, a tensor of shape ``(n,)``.
     :param high: normalised upper bound (``None``: unbounded).
     :param context: indices of the features the likelihood sees (``V_i``).
+    :param per_draw: whether ``low`` and ``high`` hold one point per draw.
     """
 
     spec: str
     kind: str
     value: Any
-    low: float | None
-    high: float | None
+    low: float | torch.Tensor | None
+    high: float | torch.Tensor | None
     context: tuple[int, ...]
+    per_draw: bool = False
 
     @property
     def point(self) -> bool:
         """Whether the event is a single value (a density for a continuous spec)."""
+        if self.per_draw:
+            return True
         return self.low is not None and self.low == self.high
 
     @property
@@ -112,18 +166,71 @@ def _normalise_value(model: SEDGEModel, spec: str, value: Any) -> tuple[float | 
     return v, v
 
 
+def _normalise_array(model: SEDGEModel, spec: str, arr: np.ndarray) -> tuple[np.ndarray, Any]:
+    """A per-draw target as ``(normalised float64 codes, the array as kept)`` (checked)."""
+    assert model.columns is not None
+    col = model.columns[spec]
+    if col.kind == "categorical":
+        lookup = {c: i for i, c in enumerate(col.categories)}
+        values = arr.tolist()
+        codes = np.array([lookup.get(v, -1) if _hashable(v) else -1 for v in values], dtype=float)
+        if (codes < 0).any():
+            i = int(np.flatnonzero(codes < 0)[0])
+            raise TargetError(
+                f"per-draw target value {values[i]!r} (draw {i}) for {spec!r} is not one of its "
+                f"categories {col.categories}"
+            )
+        return codes, arr
+    if arr.dtype.kind not in "biuf":
+        raise TargetError(
+            f"per-draw target for {spec!r} has dtype {arr.dtype}: expected numbers ({col.kind})"
+        )
+    num = arr.astype(float)
+    if col.kind == "binary":
+        bad = ~np.isin(num, (0.0, 1.0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise TargetError(
+                f"per-draw target value {arr[i].item()!r} (draw {i}) for {spec!r}: expected 0 "
+                "or 1 (binary)"
+            )
+        return num, arr
+    if not np.isfinite(num).all():
+        i = int(np.flatnonzero(~np.isfinite(num))[0])
+        raise TargetError(
+            f"per-draw target value {num[i]!r} (draw {i}) for {spec!r}: expected a finite number"
+        )
+    return (num - col.mean) / col.std, num
+
+
+def _item(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _hashable(v: Any) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
 class Target:
     r"""A target compiled against a fitted model.
 
     :param model: a fitted :class:`~sedge_pyro.SEDGEModel` (models A-C: a likelihood per
         spec or a joint one).
-    :param target: specification -> value or :class:`~sedge_pyro.Interval`.
+    :param target: specification -> value, :class:`~sedge_pyro.Interval`, or a 1-D array of
+        ``n`` points (one per draw; see the module).
     :param tolerance: for point targets on continuous specs, the distance within which a
         training value counts as the target value when checking Assumption 1 (as in
         :func:`~sedge_pyro.identify`).
+    :param n: the number of draws per chain a per-draw array must have (``None``: the arrays'
+        common length).
     :raises TargetError: for an unknown spec, a feature named as a target, a value outside a
-        categorical's levels or a binary's {0, 1}, an interval holding no level, or a value
-        never seen alone in the training rows (Assumption 1).
+        categorical's levels or a binary's {0, 1}, an interval holding no level, a value
+        never seen alone in the training rows (Assumption 1), or a per-draw array of the wrong
+        length or holding intervals.
 
     >>> import sedge_pyro as sp
     >>> from sedge_pyro.inference import Target
@@ -140,35 +247,107 @@ class Target:
         target: Mapping[str, Any],
         *,
         tolerance: float | Mapping[str, float] | None = None,
+        n: int | None = None,
     ) -> None:
         from sedge_pyro.identify import _normalize_target
 
         if not model.fitted:
             raise SedgeError("the model is not fitted: call model.fit(data) first")
         self.model = model
-        self.target = _normalize_target(model.graph, target)
+        arrays: dict[str, np.ndarray] = {}
+        if isinstance(target, Mapping):
+            for k, v in target.items():
+                if is_per_draw(v):
+                    arrays[k] = _as_array(k, v, n)
+                    n = len(arrays[k]) if n is None else n
+        #: draws per chain of the per-draw targets (``None``: no per-draw target)
+        self.n: int | None = n if arrays else None
+        # names and scalars are checked by identify's rules, an array via its first value
+        codes: dict[str, np.ndarray] = {}
+        if arrays:
+            rep = {k: _item(arrays[k][0]) if k in arrays else v for k, v in target.items()}
+            normal = _normalize_target(model.graph, rep)
+            for k, arr in arrays.items():
+                codes[k], arrays[k] = _normalise_array(model, k, arr)
+            self.target = {k: arrays.get(k, v) for k, v in normal.items()}
+        else:
+            self.target = _normalize_target(model.graph, target)
         self.tolerance = tolerance
-        self.events = [self._event(k, v) for k, v in self.target.items()]
+        self.events = [self._event(k, v, codes.get(k)) for k, v in self.target.items()]
         self._check_seen()
 
-    def _event(self, spec: str, value: Any) -> SpecEvent:
-        low, high = _normalise_value(self.model, spec, value)
+    @property
+    def per_draw(self) -> bool:
+        """Whether some spec has one target value per draw."""
+        return self.n is not None
+
+    def _event(self, spec: str, value: Any, codes: np.ndarray | None = None) -> SpecEvent:
         assert self.model.columns is not None
         ctx = tuple(self.model.features.index(f) for f in self.model.context_of(spec))
-        return SpecEvent(spec, self.model.columns[spec].kind, value, low, high, ctx)
+        kind = self.model.columns[spec].kind
+        if codes is not None:
+            t = torch.as_tensor(codes, dtype=torch.float64)
+            return SpecEvent(spec, kind, value, t, t, ctx, per_draw=True)
+        low, high = _normalise_value(self.model, spec, value)
+        return SpecEvent(spec, kind, value, low, high, ctx)
+
+    def _per_draw(self, value: Any, x: torch.Tensor) -> Any:
+        """A bound laid out on ``x``'s batch ``x.shape[:-1]``: a scalar as it is; a per-draw
+        tensor ``(n,)`` as is on a batch ``(..., n)``, repeated per chain on a flat batch of
+        ``chains * n`` chain-major particles.
+        """
+        if not isinstance(value, torch.Tensor):
+            return value
+        assert self.n is not None
+        v = value.to(dtype=x.dtype, device=x.device)
+        batch = x.shape[:-1]
+        size = batch[-1] if batch else 0
+        if size == self.n:
+            return v.expand(batch)
+        if len(batch) == 1 and size % self.n == 0:
+            return v.repeat(size // self.n)
+        raise SedgeError(
+            f"a per-draw target of {self.n} draws cannot be laid out on a batch of shape "
+            f"{tuple(batch)}: expected (..., {self.n}) or (chains * {self.n},)"
+        )
 
     def _check_seen(self) -> None:
         seen = self.model.seen
         if seen is None:
             return
-        cov = Coverage(seen, self.target, self.tolerance)
+        scalars = {k: v for k, v in self.target.items() if not isinstance(v, np.ndarray)}
         for k, v in self.target.items():
+            if isinstance(v, np.ndarray):
+                self._check_seen_array(seen, k, v)
+        cov = Coverage(seen, scalars, self.tolerance)
+        for k, v in scalars.items():
             if cov.count([k]) == 0:
                 raise TargetError(
                     f"target value {Var(k, v).to_text()} is never seen in the {cov.n} training "
                     "rows (Assumption 1): p(X | target) is not identifiable and no sampler can "
                     "produce it; pick a value the data covers"
                 )
+
+    def _check_seen_array(self, seen: pd.DataFrame, spec: str, values: np.ndarray) -> None:
+        """Assumption 1 for every value of a per-draw target (sorted values + searchsorted)."""
+        col = seen[spec]
+        if values.dtype.kind in "biuf" and is_continuous(col):
+            tol = _tolerance(spec, col, self.tolerance)
+            train = np.sort(col.to_numpy(dtype=float))
+            v = values.astype(float)
+            i = np.searchsorted(train, v - tol, side="left")
+            hit = train[np.minimum(i, len(train) - 1)]
+            ok = (i < len(train)) & (hit <= v + tol)
+        else:
+            ok = pd.Series(values).isin(pd.unique(col.to_numpy())).to_numpy()
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            shown = Var(spec, _item(values[i]))
+            raise TargetError(
+                f"per-draw target value {shown.to_text()} (draw {i}) is never seen in the "
+                f"{len(seen)} training rows (Assumption 1): p(X | target) is not identifiable "
+                "and no sampler can produce it; pick values the data covers"
+            )
 
     # ------------------------------------------------------------------ likelihood terms
 
@@ -193,11 +372,14 @@ class Target:
         for e in self.events:
             lik = m.likelihood(e.spec)
             ctx = x[..., list(e.context)]
-            if e.density:
+            if e.density and e.per_draw:
+                out[e.spec] = lik.log_prob(self._per_draw(e.low, x).unsqueeze(-1), ctx)
+            elif e.density:
                 y = torch.full((*x.shape[:-1], 1), e.low, dtype=x.dtype, device=x.device)
                 out[e.spec] = lik.log_prob(y, ctx)
             else:
-                out[e.spec] = lik.log_event_prob(ctx, e.low, e.high)
+                low, high = self._per_draw(e.low, x), self._per_draw(e.high, x)
+                out[e.spec] = lik.log_event_prob(ctx, low, high)
         return out
 
     def _joint_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
@@ -208,7 +390,14 @@ class Target:
             cov = tril @ tril.transpose(-1, -2)
             sub = cov[..., idx, :][..., :, idx]
             d = torch.distributions.MultivariateNormal(loc[..., idx], covariance_matrix=sub)
-            z = torch.tensor([e.low for e in self.events], dtype=x.dtype, device=x.device)
+            if self.per_draw:
+                batch = x.shape[:-1]
+                z = torch.stack(
+                    [torch.as_tensor(self._per_draw(e.low, x)).expand(batch) for e in self.events],
+                    dim=-1,
+                ).to(dtype=x.dtype, device=x.device)
+            else:
+                z = torch.tensor([e.low for e in self.events], dtype=x.dtype, device=x.device)
             return d.log_prob(z)
         if len(self.events) == 1:
             (e,) = self.events
@@ -244,8 +433,9 @@ class Target:
         for e in self.events:
             lik = m.likelihood(e.spec)
             ctx = x[..., list(e.context)]
+            low, high = self._per_draw(e.low, x), self._per_draw(e.high, x)
             if e.kind != "continuous":
-                total = total + (1 - lik.log_event_prob(ctx, e.low, e.high).exp()).pow(2)
+                total = total + (1 - lik.log_event_prob(ctx, low, high).exp()).pow(2)
                 continue
             if not hasattr(lik, "loc_scale"):
                 raise OptionError(
@@ -253,8 +443,8 @@ class Target:
                     f"{type(lik).__name__}: use loss='nll'"
                 )
             loc = lik.loc_scale(ctx)[0]
-            below = torch.zeros_like(loc) if e.low is None else (e.low - loc).clamp_min(0)
-            above = torch.zeros_like(loc) if e.high is None else (loc - e.high).clamp_min(0)
+            below = torch.zeros_like(loc) if low is None else (low - loc).clamp_min(0)
+            above = torch.zeros_like(loc) if high is None else (loc - high).clamp_min(0)
             total = total + (below + above).pow(2)
         return total / len(self.events)
 
@@ -283,11 +473,11 @@ class Target:
         for e in self.events:
             lik = m.likelihood(e.spec)
             ctx = x[..., list(e.context)]
-            low, high = e.low, e.high
+            low, high = self._per_draw(e.low, x), self._per_draw(e.high, x)
             if e.density:
                 t = tol[e.spec] if isinstance(tol, dict) else tol
                 t = 0.0 if t is None else float(t) / m.columns[e.spec].std
-                low, high = e.low - t, e.high + t
+                low, high = low - t, high + t
             out[e.spec] = lik.log_event_prob(ctx, low, high).exp()
         return out
 
@@ -296,24 +486,46 @@ class Target:
     def satisfied(self, z: pd.DataFrame) -> np.ndarray:
         """Whether each row's specs meet the target (points on continuous specs: within the
         identification tolerance), shape ``(len(z),)``.
+
+        With per-draw targets the rows are draws in chain-major order (``chains * n`` of
+        them), each checked against its own draw's values.
         """
-        cov = Coverage(z, self.target, self._tolerances())
-        return cov.mask(self.target)
+        tol = self._tolerances()
+        scalars = {k: v for k, v in self.target.items() if not isinstance(v, np.ndarray)}
+        ok = Coverage(z, scalars, tol).mask(scalars)
+        for k, v in self.target.items():
+            if not isinstance(v, np.ndarray):
+                continue
+            if len(z) % len(v):
+                raise SedgeError(
+                    f"{len(z)} rows cannot be matched to a per-draw target of {len(v)} draws: "
+                    f"expected chains * {len(v)} rows"
+                )
+            want = np.tile(v, len(z) // len(v))
+            col = z[k]
+            if v.dtype.kind in "biuf" and is_continuous(col):
+                t = _tolerance(k, col, tol)
+                ok &= np.abs(col.to_numpy(dtype=float) - want.astype(float)) <= t
+            else:
+                ok &= col.to_numpy() == want
+        return ok
 
     def _tolerances(self) -> dict[str, float] | float | None:
         """Absolute tolerances computed on the training rows (not on the rows checked)."""
         seen = self.model.seen
         if seen is None or isinstance(self.tolerance, int | float):
             return self.tolerance
-        from sedge_pyro.assumptions import _tolerance
-
         return {k: _tolerance(k, seen[k], self.tolerance) for k in self.target}
 
     def observed(self) -> dict[str, np.ndarray]:
-        """The target as arrays for ArviZ's ``observed_data`` (an interval as two bounds)."""
+        """The target as arrays for ArviZ's ``observed_data`` (an interval as two bounds, a
+        per-draw target as its ``n`` values).
+        """
         out: dict[str, np.ndarray] = {}
         for k, v in self.target.items():
-            if isinstance(v, Interval):
+            if isinstance(v, np.ndarray):
+                out[k] = v.copy()
+            elif isinstance(v, Interval):
                 out[f"{k}_low"] = np.array([-np.inf if v.low is None else v.low])
                 out[f"{k}_high"] = np.array([np.inf if v.high is None else v.high])
             else:
@@ -321,7 +533,10 @@ class Target:
         return out
 
     def __repr__(self) -> str:
-        body = ", ".join(Var(k, v).to_text() for k, v in self.target.items())
+        body = ", ".join(
+            f"{k}=<{len(v)} per-draw values>" if isinstance(v, np.ndarray) else Var(k, v).to_text()
+            for k, v in self.target.items()
+        )
         return f"Target({body})"
 
 
