@@ -421,19 +421,35 @@ class Target:
         squared distance of the mean to it; for a discrete spec, :math:`(1 - P(z_i \in A_i
         \mid V_i))^2`.
 
-        :raises OptionError: for a likelihood without a mean network (flows, model C).
+        Model C (``structure="joint"``): :math:`\hat z` is the joint Gaussian's mean vector,
+        continuous specs only.
+
+        :raises OptionError: for a likelihood without a mean network (flows), a discrete
+            spec of model C, or models D/E.
         """
         m = self.model
-        if m.structure not in ("sparse", "dense"):
+        if m.structure not in ("sparse", "dense", "joint"):
             raise OptionError(
-                f"loss='squared' needs a per-spec likelihood; structure {m.structure!r} has "
-                "none: use loss='nll'"
+                f"loss='squared' needs a likelihood of the specs; structure {m.structure!r} "
+                "has none: use method='direct'"
             )
+        joint_loc = m.components["joint"].loc_scale_tril(x)[0] if m.structure == "joint" else None
         total = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
         for e in self.events:
+            low, high = self._per_draw(e.low, x), self._per_draw(e.high, x)
+            if joint_loc is not None:
+                if e.kind != "continuous":
+                    raise OptionError(
+                        f"loss='squared' with structure 'joint' needs continuous specs; "
+                        f"{e.spec!r} is {e.kind}: use loss='nll'"
+                    )
+                loc = joint_loc[..., m.specs.index(e.spec)]
+                below = torch.zeros_like(loc) if low is None else (low - loc).clamp_min(0)
+                above = torch.zeros_like(loc) if high is None else (loc - high).clamp_min(0)
+                total = total + (below + above).pow(2)
+                continue
             lik = m.likelihood(e.spec)
             ctx = x[..., list(e.context)]
-            low, high = self._per_draw(e.low, x), self._per_draw(e.high, x)
             if e.kind != "continuous":
                 total = total + (1 - lik.log_event_prob(ctx, low, high).exp()).pow(2)
                 continue
