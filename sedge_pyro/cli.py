@@ -288,6 +288,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_examples(args: argparse.Namespace) -> int:
     from sedge_pyro.examples import EXAMPLES
 
+    if args.identify:
+        from sedge_pyro import demo
+
+        if args.rows < 1:
+            raise OptionError(f"--rows {args.rows}: expected a positive number")
+        demo.run_registry(n=args.rows, seed=args.seed)
+        return 0
     width = max(len(n) for n in EXAMPLES)
     for name, ex in EXAMPLES.items():
         target = ", ".join(Var(k, v).to_text() for k, v in ex.target.items())
@@ -298,7 +305,9 @@ def _cmd_examples(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sedge_pyro import demo
 
-    demo.run(n=args.rows, seed=args.seed)
+    demo.run(
+        out=args.out, quick=args.quick, seed=args.seed, force=args.force, progress=not args.quiet
+    )
     return 0
 
 
@@ -392,11 +401,21 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("examples", help="list the example registry")
+    p.add_argument(
+        "--identify", action="store_true", help="identify every example and print a table"
+    )
+    p.add_argument("--rows", type=int, default=2000, help="--identify: rows per example")
+    p.add_argument("--seed", type=int, default=0, help="--identify: simulation seed")
     p.set_defaults(func=_cmd_examples)
 
-    p = sub.add_parser("demo", help="identify every registry example and print a table")
-    p.add_argument("--rows", type=int, default=2000, help="rows to simulate per example")
-    p.add_argument("--seed", type=int, default=0, help="simulation seed")
+    p = sub.add_parser(
+        "demo", help="the paper's synthetic experiment: identify, fit A-E, sample, score"
+    )
+    p.add_argument("--quick", action="store_true", help="smaller and faster (about a minute)")
+    p.add_argument("--out", default="sedge-demo-out", help="output folder (default sedge-demo-out)")
+    p.add_argument("--force", action="store_true", help="replace a different run in --out")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -69,11 +69,11 @@ def test_identify_json_output(capsys):
     assert all(t["exact"] for t in data["terms"])
 
 
-def test_examples_and_demo(capsys):
+def test_examples_and_their_identification(capsys):
     code, out, _ = run(capsys, "examples")
     assert code == 0
     assert all(name in out for name in sp.examples.names())
-    code, out, _ = run(capsys, "demo", "--rows", "400")
+    code, out, _ = run(capsys, "examples", "--identify", "--rows", "400")
     assert code == 0
     for name, ex in sp.examples.EXAMPLES.items():
         line = next(line for line in out.splitlines() if line.startswith(f"| {name} "))
