@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/identify_scale.py
 	$(BIN)/python benchmarks/fit_speed.py
 	$(BIN)/python benchmarks/sample_speed.py
+	$(BIN)/python benchmarks/paper_synthetic.py --seeds 5
 
 docs: $(STAMP)
 	@echo "docs are Markdown under docs/; see docs/index.md"
