@@ -369,6 +369,14 @@ def run(
     # refuse before the work, not after it
     if target.exists() and not target.is_dir():
         raise SedgeError(f"--out {str(target)!r} is a file: expected a folder")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        stamp = target / "run.json"
+        previous = json.loads(stamp.read_text()).get("config", {}) if stamp.is_file() else None
+        if previous is None or (previous.get("quick"), previous.get("seed")) != (quick, seed):
+            raise SedgeError(
+                f"{str(target)!r} holds a different run: pass --force to replace it, or --out "
+                "another folder"
+            )
     exp = paper_experiment(quick=quick, seed=seed, progress=progress)
     res = exp.identification
     print("sedge-pyro demo: the paper's synthetic experiment (Sec. 5.1, Fig. 3)", file=stdout)

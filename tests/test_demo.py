@@ -79,3 +79,13 @@ def test_sedge_demo_quick_runs_every_method(tmp_path, capsys):
         assert f"| {label} | {kind} |" in out
     assert "CONSERVATIVE" in out
     assert (tmp_path / "out" / "best.nc").is_file()
+
+
+def test_sedge_demo_refuses_a_different_run_before_working(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code = cli.main(["demo", "--quick", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds a different run" in err and len(err.strip().splitlines()) == 1
+    assert (out / "notes.txt").read_text() == "mine"
