@@ -68,7 +68,7 @@ def main() -> None:
     sat = np.array([r["oracle_satisfaction"] for r in runs])
 
     def cell(entry: dict, m: str, fmt: str) -> str:
-        return f"{entry[m]['mean']:{fmt}} ± {entry[m]['sd']:{fmt}}"
+        return f"{entry[m]['mean']:{fmt}} ± {entry[m]['sd']:{fmt.lstrip('+')}}"
 
     print()
     print(
