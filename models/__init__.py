@@ -4,6 +4,7 @@ from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
 from sedge_pyro.models.columns import Column, Columns
 from sedge_pyro.models.conditional import NearestNeighbourConditional
 from sedge_pyro.models.factorized import FactorizedPrior
+from sedge_pyro.models.latent import LatentSEDGE
 from sedge_pyro.models.likelihoods import (
     BernoulliMLP,
     CategoricalMLP,
@@ -31,6 +32,7 @@ __all__ = [
     "GaussianMLP",
     "GaussianPrior",
     "JointGaussian",
+    "LatentSEDGE",
     "NearestNeighbourConditional",
     "Prior",
     "SEDGEModel",

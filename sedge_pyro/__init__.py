@@ -34,6 +34,7 @@ _LAZY = {
     "models": ("sedge_pyro.models", None),
     "inference": ("sedge_pyro.inference", None),
     "SEDGEModel": ("sedge_pyro.models", "SEDGEModel"),
+    "LatentSEDGE": ("sedge_pyro.models", "LatentSEDGE"),
     "Samples": ("sedge_pyro.inference", "Samples"),
     "learn_parents": ("sedge_pyro.inference", "learn_parents"),
 }
@@ -61,6 +62,7 @@ __all__ = [
     "GraphError",
     "Identification",
     "Interval",
+    "LatentSEDGE",
     "NotIdentifiable",
     "OptionError",
     "SEDGEModel",
