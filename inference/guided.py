@@ -43,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError
+from sedge_pyro.inference.options import choice, flag, number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import LOSSES, Problem
 
@@ -70,32 +71,6 @@ _ADAM_EPS = 1e-8
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f"{name}={value!r}: expected a whole number >= 1")
-    return int(value)
-
-
-def _number(name: str, value: Any, *, positive: bool) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= 0 if positive else value < 0):
-        what = "a finite number > 0" if positive else "a finite number >= 0"
-        raise OptionError(f"{name}={value!r}: expected {what}")
-    return float(value)
-
-
-def _loss_kind(loss: Any) -> str:
-    if loss not in LOSSES:
-        raise OptionError(f"loss={loss!r}: expected one of {', '.join(LOSSES)}")
-    return str(loss)
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise OptionError(f"{name}={value!r}: expected True or False")
-    return value
 
 
 # --------------------------------------------------------------------------- opt (Alg. 1)
@@ -226,13 +201,13 @@ def sample_opt(
     >>> s.values.shape
     (1, 20, 3)
     """
-    steps = _positive_int("steps", steps)
-    lr = _number("lr", lr, positive=True)
-    lr_decay = _number("lr_decay", lr_decay, positive=True)
+    steps = whole("steps", steps)
+    lr = number("lr", lr, positive=True)
+    lr_decay = number("lr_decay", lr_decay, positive=True)
     if lr_decay > 1:
         raise OptionError(f"lr_decay={lr_decay!r}: expected a number in (0, 1]")
-    kind = _loss_kind(loss)
-    w = _number("prior_weight", prior_weight, positive=False)
+    kind = choice("loss", loss, LOSSES)
+    w = number("prior_weight", prior_weight, positive=False)
     target = problem.target
     total = chains * n
     state = opt_init(problem, total, generator)
@@ -455,23 +430,17 @@ def sample_dps(
             f"method 'dps' needs a DiffusionPrior; the model's prior is {type(prior).__name__}: "
             "fit with prior='diffusion'"
         )
-    guidance = _number("guidance", guidance, positive=False)
-    kind = _loss_kind(loss)
-    normalize = _flag("normalize", normalize)
+    guidance = number("guidance", guidance, positive=False)
+    kind = choice("loss", loss, LOSSES)
+    normalize = flag("normalize", normalize)
     if normalize and kind != "squared":
         raise OptionError(
             f"normalize=True with loss={kind!r}: expected loss='squared' (the residual norm "
             "of Chung et al. is defined for the squared error)"
         )
-    if guidance_schedule not in GUIDANCE_SCHEDULES:
-        raise OptionError(
-            f"guidance_schedule={guidance_schedule!r}: expected one of "
-            f"{', '.join(GUIDANCE_SCHEDULES)}"
-        )
-    if guide_on not in GUIDE_ON:
-        raise OptionError(f"guide_on={guide_on!r}: expected one of {', '.join(GUIDE_ON)}")
-    if steps is not None:
-        steps = _positive_int("steps", steps)
+    choice("guidance_schedule", guidance_schedule, GUIDANCE_SCHEDULES)
+    choice("guide_on", guide_on, GUIDE_ON)
+    steps = whole("steps", steps, none_ok=True)
     schedule = _schedule(prior.T, steps)
     total = chains * n
     state = dps_init(problem, total, generator)

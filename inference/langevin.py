@@ -62,6 +62,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError
+from sedge_pyro.inference.options import choice, fraction, number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
 
@@ -467,35 +468,23 @@ def _check_options(
     steps_per_level: int,
     sigma_max: float,
 ) -> None:
-    if kind not in KINDS:
-        raise OptionError(f"kind={kind!r}: expected one of {', '.join(KINDS)}")
-    if step_size is not None and (
-        isinstance(step_size, bool)
-        or not isinstance(step_size, int | float)
-        or not math.isfinite(step_size)
-        or step_size <= 0
+    choice("kind", kind, KINDS)
+    number("step_size", step_size, none_ok=True)
+    whole("warmup", warmup, 0)
+    for name, value in (
+        ("walkers", walkers),
+        ("thin", thin),
+        ("levels", levels),
+        ("steps_per_level", steps_per_level),
     ):
-        raise OptionError(f"step_size={step_size!r}: expected a positive number or None")
-    for name, value, low in (
-        ("warmup", warmup, 0),
-        ("walkers", walkers, 1),
-        ("thin", thin, 1),
-        ("levels", levels, 1),
-        ("steps_per_level", steps_per_level, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise OptionError(f"{name}={value!r}: expected a whole number >= {low}")
+        whole(name, value)
     if kind != "annealed" and step_size is None and warmup < 1:
         raise OptionError(
             "warmup=0 with step_size=None: the step size is adapted during warmup; expected "
             "warmup >= 1 or a fixed step_size"
         )
-    if target_accept is not None and not (
-        isinstance(target_accept, int | float) and 0 < target_accept < 1
-    ):
-        raise OptionError(f"target_accept={target_accept!r}: expected a number in (0, 1) or None")
-    if isinstance(sigma_max, bool) or not isinstance(sigma_max, int | float) or not sigma_max > 0:
-        raise OptionError(f"sigma_max={sigma_max!r}: expected a positive number")
+    fraction("target_accept", target_accept, none_ok=True)
+    number("sigma_max", sigma_max)
 
 
 def _randn(shape: Any, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

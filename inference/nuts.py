@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from pyro.infer.mcmc import MCMC, NUTS
 
-from sedge_pyro.errors import OptionError
+from sedge_pyro.inference.options import fraction, number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
 
@@ -162,24 +162,7 @@ class _Recorder:
 def _check_options(
     warmup: int, target_accept: float, max_tree_depth: int, step_size: float | None
 ) -> None:
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise OptionError(f"warmup={warmup!r}: expected a whole number >= 0")
-    if (
-        isinstance(target_accept, bool)
-        or not isinstance(target_accept, int | float)
-        or not 0 < target_accept < 1
-    ):
-        raise OptionError(f"target_accept={target_accept!r}: expected a number in (0, 1)")
-    if (
-        isinstance(max_tree_depth, bool)
-        or not isinstance(max_tree_depth, int)
-        or max_tree_depth < 1
-    ):
-        raise OptionError(f"max_tree_depth={max_tree_depth!r}: expected a whole number >= 1")
-    if step_size is not None and (
-        isinstance(step_size, bool)
-        or not isinstance(step_size, int | float)
-        or not math.isfinite(step_size)
-        or step_size <= 0
-    ):
-        raise OptionError(f"step_size={step_size!r}: expected a positive number or None")
+    whole("warmup", warmup, 0)
+    fraction("target_accept", target_accept)
+    whole("max_tree_depth", max_tree_depth)
+    number("step_size", step_size, none_ok=True)

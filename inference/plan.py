@@ -39,6 +39,7 @@ from sedge_pyro.assumptions import Coverage
 from sedge_pyro.errors import OptionError, SamplingError
 from sedge_pyro.expr import Term
 from sedge_pyro.identify import Identification, identify
+from sedge_pyro.inference.options import number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
 
@@ -86,12 +87,9 @@ def sample_plan(
         continuous spec with a model that has no per-spec likelihood.
     :raises SamplingError: when no training row supports a term.
     """
-    if isinstance(oversample, bool) or not isinstance(oversample, int) or oversample < 1:
-        raise OptionError(f"oversample={oversample!r}: expected a whole number >= 1")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise OptionError(f"k={k!r}: expected a whole number >= 1 or None")
-    if isinstance(min_ess, bool) or not isinstance(min_ess, int | float) or not min_ess >= 0:
-        raise OptionError(f"min_ess={min_ess!r}: expected a number >= 0 (math.inf: always)")
+    oversample = whole("oversample", oversample)
+    k = whole("k", k, none_ok=True)
+    min_ess = number("min_ess", min_ess, positive=False, finite=False)
     model, target = problem.model, problem.target
     res = identify(model.graph, target.target, problem.model.seen, tolerance=target.tolerance)
     plan = _Plan(problem, res, k, generator)

@@ -48,6 +48,7 @@ from pyro.infer.autoguide import AutoIAFNormal, AutoMultivariateNormal, init_to_
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError
+from sedge_pyro.inference.options import choice, number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
 
@@ -168,16 +169,13 @@ def sample_svi(
     >>> s.values.shape
     (1, 20, 3)
     """
-    steps = _positive_int("steps", steps)
-    num_particles = _positive_int("num_particles", num_particles)
-    num_transforms = _positive_int("num_transforms", num_transforms)
+    steps = whole("steps", steps)
+    num_particles = whole("num_particles", num_particles)
+    num_transforms = whole("num_transforms", num_transforms)
     if hidden is not None:
-        hidden = _positive_int("hidden", hidden)
-    ok = isinstance(lr, int | float) and not isinstance(lr, bool) and math.isfinite(lr)
-    if not ok or lr <= 0:
-        raise OptionError(f"lr={lr!r}: expected a finite number > 0")
-    if guide not in GUIDES:
-        raise OptionError(f"guide={guide!r}: expected one of {', '.join(GUIDES)}")
+        hidden = whole("hidden", hidden)
+    lr = number("lr", lr)
+    choice("guide", guide, GUIDES)
     d = problem.dim
     probe = problem.train_x[:1]
     with torch.no_grad():
@@ -237,9 +235,3 @@ def sample_svi(
         **importance_diagnostics(log_w),
     }
     return Draws(x.reshape(chains, n, d), stats, info)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OptionError(f"{name}={value!r}: expected a whole number >= 1")
-    return int(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from known_models import fitted_model_e
 
 import sedge_pyro as sp
 
@@ -12,12 +13,7 @@ TARGET = {"z1": 1.0, "z2": -1.0}
 
 @pytest.fixture(scope="module")
 def fitted():
-    # no selection: p(X | Z) of the training rows is the population's, a Gaussian whose
-    # mean is linear in z, so a linear Gaussian per feature (model E) can fit it exactly
-    data = sp.datasets.linear_gaussian(20_000, seed=0)
-    model = sp.SEDGEModel(data.graph, structure="reverse-factorized", hidden=())
-    model.fit(data.seen, steps=1500, batch_size=512, lr=1e-2, seed=0, progress=False)
-    return model, data
+    return fitted_model_e()
 
 
 def test_direct_draws_the_fitted_marginals(fitted):

@@ -11,12 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from known_models import exact_linear_gaussian
+from known_models import exact_linear_gaussian, exact_with_ddpm
 
 import sedge_pyro as sp
 from sedge_pyro.errors import OptionError, SamplingError
-from sedge_pyro.inference import fit_component
-from sedge_pyro.models import DiffusionPrior
 
 TARGET = {"z1": 1.0, "z2": -1.0}
 
@@ -43,22 +41,7 @@ def exact():
 @pytest.fixture(scope="module")
 def diffusion():
     """The exact linear-Gaussian likelihoods with a DDPM prior fit to the training rows."""
-    model, data = exact_linear_gaussian(20_000, seed=0)
-    x = torch.tensor(data.seen[["x1", "x2", "x3"]].to_numpy(), dtype=torch.float32)
-    prior = DiffusionPrior(3, T=100, hidden=(64, 64))
-    torch.manual_seed(0)
-    fit_component(
-        prior,
-        lambda x, n_total=None: prior.model(x, name="X", n_total=n_total),
-        (x,),
-        steps=2000,
-        lr=2e-3,
-        batch_size=256,
-        val_fraction=0.0,
-        progress=False,
-    )
-    model.components["prior"] = prior
-    return model, data, x.numpy()
+    return exact_with_ddpm()
 
 
 # --------------------------------------------------------------------------- opt

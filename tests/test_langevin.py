@@ -6,32 +6,18 @@ import arviz as az
 import numpy as np
 import pytest
 import torch
-from known_models import exact_linear_gaussian
+from known_models import INTERVAL, ess_se, exact_linear_gaussian, interval_reference, subset
 
 import sedge_pyro as sp
 from sedge_pyro.inference.fit import fit_component
 from sedge_pyro.models.priors import DiffusionPrior, EmpiricalPrior
 
 TARGET = {"z1": 1.0, "z2": -1.0}
-INTERVAL = {"z1": sp.Interval(low=1.5), "z2": sp.Interval(high=0.0)}
 
 
 @pytest.fixture(scope="module")
 def exact():
     return exact_linear_gaussian(20_000, seed=0)
-
-
-def _ess_se(s):
-    """Monte Carlo standard error of each feature's mean, from ArviZ's bulk ESS."""
-    ess = az.ess(s.to_inference_data())
-    v = s.to_numpy()
-    return v.std(0) / np.sqrt([float(ess[f]) for f in s.features])
-
-
-def _subset(v, k, seed=0):
-    """``k`` draws chosen at random: MMD's permutation test assumes iid rows."""
-    rng = np.random.default_rng(seed)
-    return v[rng.choice(len(v), size=k, replace=False)]
 
 
 def _max_rhat(s):
@@ -46,7 +32,7 @@ def test_mala_matches_the_closed_form_posterior(exact):
     s = model.sample(TARGET, n=2000, method="langevin", chains=4, seed=0, thin=4)
     mean, cov = data.posterior(TARGET)
     v = s.to_numpy()
-    assert np.all(np.abs(v.mean(0) - mean) < 4 * _ess_se(s))
+    assert np.all(np.abs(v.mean(0) - mean) < 4 * ess_se(s))
     assert np.allclose(np.cov(v.T), cov, atol=0.05)
     assert _max_rhat(s) < 1.01
     # adaptation reached its target on every chain
@@ -56,25 +42,24 @@ def test_mala_matches_the_closed_form_posterior(exact):
     ess = az.ess(s.to_inference_data())
     assert min(float(ess[f]) for f in s.features) > 2000
     exact_draws = data.sample_posterior(TARGET, 2000, seed=1)
-    assert sp.mmd(_subset(v, 2000), exact_draws, permutations=200, seed=0).p_value > 0.01
+    assert sp.mmd(subset(v, 2000), exact_draws, permutations=200, seed=0).p_value > 0.01
 
 
 def test_mala_detects_a_wrong_posterior(exact):
     model, data = exact
     v = model.sample(TARGET, n=2000, method="langevin", chains=4, seed=0, thin=4).to_numpy()
     other = data.sample_posterior({"z1": 1.5, "z2": -1.0}, 2000, seed=1)
-    assert sp.mmd(_subset(v, 2000), other, permutations=200, seed=0).p_value < 0.01
+    assert sp.mmd(subset(v, 2000), other, permutations=200, seed=0).p_value < 0.01
 
 
 def test_mala_interval_target_matches_rejection_sampling(exact):
     model, _ = exact
     s = model.sample(INTERVAL, n=1500, method="langevin", chains=4, seed=0, thin=4)
-    pop = sp.datasets.linear_gaussian(200_000, seed=7).seen
-    keep = pop[(pop.z1 >= 1.5) & (pop.z2 <= 0.0)][["x1", "x2", "x3"]].to_numpy()
+    keep = interval_reference()
     v = s.to_numpy()
-    se = np.sqrt(_ess_se(s) ** 2 + keep.var(0) / len(keep))
+    se = np.sqrt(ess_se(s) ** 2 + keep.var(0) / len(keep))
     assert np.all(np.abs(v.mean(0) - keep.mean(0)) < 4 * se)
-    assert sp.mmd(_subset(v, 1500), keep[:1500], permutations=200, seed=0).p_value > 0.01
+    assert sp.mmd(subset(v, 1500), keep[:1500], permutations=200, seed=0).p_value > 0.01
 
 
 def test_mala_with_a_fixed_step_is_still_exact(exact):
@@ -83,7 +68,7 @@ def test_mala_with_a_fixed_step_is_still_exact(exact):
     s = model.sample(TARGET, n=2000, method="langevin", chains=4, seed=0, step_size=0.3)
     assert np.allclose(s.info["step_size"], 0.3)
     mean, _ = data.posterior(TARGET)
-    assert np.all(np.abs(s.to_numpy().mean(0) - mean) < 4 * _ess_se(s))
+    assert np.all(np.abs(s.to_numpy().mean(0) - mean) < 4 * ess_se(s))
 
 
 # --------------------------------------------------------------------------- ula
@@ -96,7 +81,7 @@ def test_ula_bias_is_small_at_its_default_step_and_grows_with_the_step(exact):
     options = {"method": "langevin", "kind": "ula", "walkers": 1000, "warmup": 1000}
     small = model.sample(TARGET, n=10_000, chains=4, seed=0, **options)
     v = small.to_numpy()
-    assert np.all(np.abs(v.mean(0) - mean) < 4 * _ess_se(small))
+    assert np.all(np.abs(v.mean(0) - mean) < 4 * ess_se(small))
     ratio_small = np.diag(np.cov(v.T)) / np.diag(cov)
     assert np.all(np.abs(ratio_small - 1) < 0.06)  # measured 1.01-1.04
     # a step adapted to MALA acceptance 0.9 is larger: the O(h) bias of the unadjusted
@@ -149,19 +134,18 @@ def test_annealed_with_exact_scores_approaches_the_posterior():
     assert np.all(np.abs(v.mean(0) - mean) < 4 * se + 0.02)
     assert np.allclose(np.cov(v.T), cov, atol=0.04)
     exact_draws = data.sample_posterior(TARGET, 2000, seed=1)
-    assert sp.mmd(_subset(v, 2000), exact_draws, permutations=200, seed=0).p_value > 0.01
+    assert sp.mmd(subset(v, 2000), exact_draws, permutations=200, seed=0).p_value > 0.01
 
 
 def test_annealed_interval_target_matches_rejection_sampling():
     model, data = exact_linear_gaussian(20_000, seed=0)
     model.components["prior"] = _ExactGaussianDiffusion(data.mean, data.cov)
     s = model.sample(INTERVAL, n=1000, method="langevin", chains=2, seed=0, kind="annealed")
-    pop = sp.datasets.linear_gaussian(200_000, seed=7).seen
-    keep = pop[(pop.z1 >= 1.5) & (pop.z2 <= 0.0)][["x1", "x2", "x3"]].to_numpy()
+    keep = interval_reference()
     v = s.to_numpy()
     se = np.sqrt(v.var(0) / len(v) + keep.var(0) / len(keep))
     assert np.all(np.abs(v.mean(0) - keep.mean(0)) < 4 * se + 0.02)
-    assert sp.mmd(_subset(v, 1500), keep[:1500], permutations=200, seed=0).p_value > 0.01
+    assert sp.mmd(subset(v, 1500), keep[:1500], permutations=200, seed=0).p_value > 0.01
 
 
 @pytest.mark.slow

@@ -6,12 +6,11 @@ import arviz as az
 import numpy as np
 import pytest
 import torch
-from known_models import exact_linear_gaussian
+from known_models import INTERVAL, ess_se, exact_linear_gaussian, interval_reference, subset
 
 import sedge_pyro as sp
 
 TARGET = {"z1": 1.0, "z2": -1.0}
-INTERVAL = {"z1": sp.Interval(low=1.5), "z2": sp.Interval(high=0.0)}
 
 
 @pytest.fixture(scope="module")
@@ -19,24 +18,12 @@ def exact():
     return exact_linear_gaussian(20_000, seed=0)
 
 
-def _ess_se(s):
-    """Monte Carlo standard error of each feature's mean, from ArviZ's bulk ESS."""
-    ess = az.ess(s.to_inference_data())
-    return s.to_numpy().std(0) / np.sqrt([float(ess[f]) for f in s.features])
-
-
-def _subset(v, k, seed=0):
-    """``k`` draws chosen at random: MMD's permutation test assumes iid rows."""
-    rng = np.random.default_rng(seed)
-    return v[rng.choice(len(v), size=k, replace=False)]
-
-
 def test_nuts_matches_the_closed_form_posterior_fast(exact):
     model, data = exact
     s = model.sample(TARGET, n=300, method="nuts", chains=2, seed=0, warmup=200)
     mean, cov = data.posterior(TARGET)
     v = s.to_numpy()
-    assert np.all(np.abs(v.mean(0) - mean) < 4 * _ess_se(s))
+    assert np.all(np.abs(v.mean(0) - mean) < 4 * ess_se(s))
     # 600 draws: variances are known to about 10%
     assert np.allclose(np.cov(v.T), cov, atol=0.1)
     assert s.info["divergences"] == [0, 0]
@@ -52,11 +39,11 @@ def test_nuts_matches_the_closed_form_posterior(exact):
     s = model.sample(TARGET, n=2000, method="nuts", chains=4, seed=0)
     mean, cov = data.posterior(TARGET)
     v = s.to_numpy()
-    assert np.all(np.abs(v.mean(0) - mean) < 4 * _ess_se(s))
+    assert np.all(np.abs(v.mean(0) - mean) < 4 * ess_se(s))
     assert np.allclose(np.cov(v.T), cov, atol=0.05)
     assert float(az.summary(s.to_inference_data(), kind="diagnostics")["r_hat"].max()) < 1.01
     exact_draws = data.sample_posterior(TARGET, 2000, seed=1)
-    draws = _subset(v, 2000)
+    draws = subset(v, 2000)
     assert sp.mmd(draws, exact_draws, permutations=200, seed=0).p_value > 0.01
     # and the test has power: another target's posterior is rejected
     other = data.sample_posterior({"z1": 1.5, "z2": -1.0}, 2000, seed=1)
@@ -67,20 +54,18 @@ def test_nuts_matches_the_closed_form_posterior(exact):
 def test_nuts_interval_target_matches_rejection_sampling(exact):
     model, _ = exact
     s = model.sample(INTERVAL, n=750, method="nuts", chains=2, seed=0, warmup=300)
-    pop = sp.datasets.linear_gaussian(200_000, seed=7).seen
-    keep = pop[(pop.z1 >= 1.5) & (pop.z2 <= 0.0)][["x1", "x2", "x3"]].to_numpy()
+    keep = interval_reference()
     v = s.to_numpy()
-    se = np.sqrt(_ess_se(s) ** 2 + keep.var(0) / len(keep))
+    se = np.sqrt(ess_se(s) ** 2 + keep.var(0) / len(keep))
     assert np.all(np.abs(v.mean(0) - keep.mean(0)) < 4 * se)
-    assert sp.mmd(_subset(v, 1000), keep[:1000], permutations=200, seed=0).p_value > 0.01
+    assert sp.mmd(subset(v, 1000), keep[:1000], permutations=200, seed=0).p_value > 0.01
 
 
 def test_nuts_interval_target_mean_fast(exact):
     model, _ = exact
     s = model.sample(INTERVAL, n=200, method="nuts", chains=2, seed=0, warmup=150)
-    pop = sp.datasets.linear_gaussian(200_000, seed=7).seen
-    keep = pop[(pop.z1 >= 1.5) & (pop.z2 <= 0.0)][["x1", "x2", "x3"]].to_numpy()
-    se = np.sqrt(_ess_se(s) ** 2 + keep.var(0) / len(keep))
+    keep = interval_reference()
+    se = np.sqrt(ess_se(s) ** 2 + keep.var(0) / len(keep))
     assert np.all(np.abs(s.to_numpy().mean(0) - keep.mean(0)) < 4 * se)
 
 

@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from known_models import exact_linear_gaussian
+from known_models import exact_linear_gaussian, exact_with_ddpm, fitted_model_e
 
 import sedge_pyro as sp
 from sedge_pyro.errors import OptionError, TargetError
-from sedge_pyro.inference import Samples, Target, fit_component
-from sedge_pyro.models import DiffusionPrior
+from sedge_pyro.inference import Samples, Target
 
 N = 50
 
@@ -50,30 +49,13 @@ def exact():
 @pytest.fixture(scope="module")
 def diffusion():
     """The exact linear-Gaussian likelihoods with a DDPM prior fit to the training rows."""
-    model, data = exact_linear_gaussian(20_000, seed=0)
-    x = torch.tensor(data.seen[["x1", "x2", "x3"]].to_numpy(), dtype=torch.float32)
-    prior = DiffusionPrior(3, T=100, hidden=(64, 64))
-    torch.manual_seed(0)
-    fit_component(
-        prior,
-        lambda x, n_total=None: prior.model(x, name="X", n_total=n_total),
-        (x,),
-        steps=1000,
-        lr=2e-3,
-        batch_size=256,
-        val_fraction=0.0,
-        progress=False,
-    )
-    model.components["prior"] = prior
+    model, data, _ = exact_with_ddpm(steps=1000)
     return model, data
 
 
 @pytest.fixture(scope="module")
 def reverse():
-    data = sp.datasets.linear_gaussian(20_000, seed=0)
-    model = sp.SEDGEModel(data.graph, structure="reverse-factorized", hidden=())
-    model.fit(data.seen, steps=1500, batch_size=512, lr=1e-2, seed=0, progress=False)
-    return model, data
+    return fitted_model_e()
 
 
 # --------------------------------------------------------------------------- opt

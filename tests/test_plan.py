@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from known_models import exact_linear_gaussian
+from known_models import INTERVAL, exact_linear_gaussian, interval_reference
 from scipy import stats
 
 import sedge_pyro as sp
@@ -47,11 +47,9 @@ def test_plan_detects_a_wrong_posterior(exact):
 
 def test_plan_interval_target_matches_rejection_sampling(exact):
     model, data = exact
-    target = {"z1": sp.Interval(low=1.5), "z2": sp.Interval(high=0.0)}
-    s = model.sample(target, n=1500, method="plan", seed=0)
-    # exact draws of p(X | z in A): simulate the population and keep the rows in A
-    pop = sp.datasets.linear_gaussian(200_000, seed=7).seen
-    keep = pop[(pop.z1 >= 1.5) & (pop.z2 <= 0.0)][["x1", "x2", "x3"]].to_numpy()[:1500]
+    s = model.sample(INTERVAL, n=1500, method="plan", seed=0)
+    # exact draws of p(X | z in A): simulated population rows kept by rejection
+    keep = interval_reference()[:1500]
     assert sp.mmd(s.to_numpy(), keep, permutations=200, seed=0).p_value > 0.01
 
 

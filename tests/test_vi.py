@@ -6,7 +6,7 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from known_models import exact_linear_gaussian
+from known_models import INTERVAL, exact_linear_gaussian, interval_reference
 
 import sedge_pyro as sp
 from sedge_pyro.errors import OptionError
@@ -61,10 +61,8 @@ def test_svi_matches_the_closed_form_posterior(exact, guide):
 @pytest.mark.slow
 def test_svi_interval_target_matches_rejection_sampling(exact):
     model, _ = exact
-    target = {"z1": sp.Interval(low=1.5), "z2": sp.Interval(high=0.0)}
-    s = model.sample(target, n=1500, method="svi", seed=0)
-    pop = sp.datasets.linear_gaussian(200_000, seed=7).seen
-    keep = pop[(pop.z1 >= 1.5) & (pop.z2 <= 0.0)][["x1", "x2", "x3"]].to_numpy()[:1500]
+    s = model.sample(INTERVAL, n=1500, method="svi", seed=0)
+    keep = interval_reference()[:1500]
     assert sp.mmd(s.to_numpy(), keep, permutations=200, seed=0).p_value > 0.01
 
 

@@ -1,0 +1,63 @@
+"""Checks of sampler options, shared by every method: each raises
+:class:`~sedge_pyro.OptionError` naming the option, its value and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sedge_pyro.errors import OptionError
+
+__all__ = ["choice", "flag", "fraction", "number", "whole"]
+
+
+def whole(name: str, value: Any, low: int = 1, *, none_ok: bool = False) -> int | None:
+    """A whole number ``>= low`` (or ``None`` when ``none_ok``)."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        extra = " or None" if none_ok else ""
+        raise OptionError(f"{name}={value!r}: expected a whole number >= {low}{extra}")
+    return int(value)
+
+
+def number(
+    name: str, value: Any, *, positive: bool = True, finite: bool = True, none_ok: bool = False
+) -> float | None:
+    """A number ``> 0`` (``positive``) or ``>= 0``; finite unless ``finite=False``."""
+    if value is None and none_ok:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = ok and not math.isnan(value) and (math.isfinite(value) or not finite)
+    if not ok or (value <= 0 if positive else value < 0):
+        what = "a finite number" if finite else "a number"
+        what += " > 0" if positive else " >= 0"
+        raise OptionError(f"{name}={value!r}: expected {what}{' or None' if none_ok else ''}")
+    return float(value)
+
+
+def fraction(name: str, value: Any, *, none_ok: bool = False) -> float | None:
+    """A number strictly between 0 and 1 (or ``None`` when ``none_ok``)."""
+    if value is None and none_ok:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not 0 < value < 1:
+        extra = " or None" if none_ok else ""
+        raise OptionError(f"{name}={value!r}: expected a number in (0, 1){extra}")
+    return float(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    """``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise OptionError(f"{name}={value!r}: expected True or False")
+    return value
+
+
+def choice(name: str, value: Any, options: Sequence[str]) -> str:
+    """One of ``options``."""
+    if value not in options:
+        raise OptionError(f"{name}={value!r}: expected one of {', '.join(options)}")
+    return str(value)
