@@ -15,14 +15,20 @@ Everything works in the model's normalised units (Algorithm 1, step 1); the
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
-__all__ = ["ConditionalDensity", "Prior", "data_plate"]
+from sedge_pyro.errors import SedgeError
+
+__all__ = ["ConditionalDensity", "Prior", "data_plate", "save_atomic"]
 
 
 @contextlib.contextmanager
@@ -129,3 +135,30 @@ class Prior(nn.Module):
     def trainable(self) -> bool:
         """Whether the prior has parameters to fit."""
         return any(p.requires_grad for p in self.parameters())
+
+
+def save_atomic(state: Any, path: str | os.PathLike[str], *, overwrite: bool) -> Path:
+    """``torch.save`` ``state`` to ``path`` through a temporary file renamed over it.
+
+    An interrupted save leaves an earlier file intact.
+
+    :raises SedgeError: when ``overwrite=False`` and the file exists.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise SedgeError(f"{str(p)!r} exists; pass overwrite=True to replace it")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.models import likelihoods as L
 from sedge_pyro.models import priors as P
-from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
+from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate, save_atomic
 from sedge_pyro.models.columns import Columns, as_frame
 from sedge_pyro.models.factorized import FactorizedPrior
 
@@ -646,22 +645,7 @@ class SEDGEModel(PyroModule):
         :returns: the path.
         :raises SedgeError: when ``overwrite=False`` and the file exists.
         """
-        p = Path(path)
-        if p.exists() and not overwrite:
-            raise SedgeError(f"{str(p)!r} exists; pass overwrite=True to replace it")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        state = self.state()
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return p
+        return save_atomic(self.state(), path, overwrite=overwrite)
 
     @classmethod
     def load(

@@ -739,9 +739,9 @@ def paper_latent(
 
     The latent :math:`X = (X_1, X_2, X_3)` and :math:`Z = (Z_1, Z_2)`, and the Seen / Oracle
     split, are exactly :func:`paper_synthetic` ``(n, seed)``'s. They are mixed linearly,
-    :math:`Y_X = X A_X + arepsilon_X` and :math:`Y_Z = Z A_Z + arepsilon_Z`, with the
+    :math:`Y_X = X A_X + \varepsilon_X` and :math:`Y_Z = Z A_Z + \varepsilon_Z`, with the
     entries of :math:`A_X` (``3 x obs_x_dim``) and :math:`A_Z` (``2 x obs_z_dim``) drawn from
-    :math:`U(0, 1)` as in App. B.1, and :math:`arepsilon \sim \mathcal N(0, 	ext{noise}^2)`
+    :math:`U(0, 1)` as in App. B.1, and :math:`\varepsilon \sim \mathcal N(0, \text{noise}^2)`
     independent per entry.
 
     Draw order: the latents come from ``np.random.default_rng(seed)`` (inside
