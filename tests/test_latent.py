@@ -142,6 +142,8 @@ def test_typed_errors() -> None:
         {"feature_names": ["a"]},
         {"spec_names": ["x1"]},
         {"z_prior": "flat"},
+        {"prior_components": 0},
+        {"full_cov": ("y",)},
     ],
 )
 def test_bad_options(kwargs) -> None:
@@ -162,7 +164,8 @@ def _true_edges(m: LatentSEDGE, x: np.ndarray, z: np.ndarray, y_x, y_z) -> set[t
     """The learned graph's edges renamed to the true latents by the MCC matching."""
     est = m.encode(y_x, y_z)
     to_z = mcc(est[m.spec_names], pd.DataFrame(z, columns=["z1", "z2"])).matching
-    to_x = mcc(est[m.feature_names], pd.DataFrame(x, columns=["x1", "x2"])).matching
+    names = [f"x{j + 1}" for j in range(x.shape[1])]
+    to_x = mcc(est[m.feature_names], pd.DataFrame(x, columns=names)).matching
     spec_of = {learned: true for true, learned in to_z.items()}
     feat_of = {learned: true for true, learned in to_x.items()}
     g = m.learned_graph(0.5)
@@ -173,8 +176,11 @@ def _true_edges(m: LatentSEDGE, x: np.ndarray, z: np.ndarray, y_x, y_z) -> set[t
 def test_sparsity_over_seeds() -> None:
     """Six data/initialisation seeds, 2,000 steps: how often the exact structure comes back.
 
-    Measured: 5 of 6 exact; the sixth (seed 1) stays in a local optimum with dense masks
-    (Z rotated against X) while its MCC of Z is still above 0.9.
+    Measured with the recipe this instance was built for (Gaussian latents, so the mixture
+    prior cannot help: ``z_prior="conditional"``, ``prior_components=1``, diagonal
+    posteriors): 5 of 6 exact; the sixth (seed 1) stays in a local optimum with dense masks
+    (Z rotated against X) while its MCC of Z is still above 0.9. The package defaults get 4
+    of 6 here.
     """
     import torch
 
@@ -182,10 +188,172 @@ def test_sparsity_over_seeds() -> None:
     for seed in range(6):
         torch.manual_seed(seed)
         x, z, y_x, y_z = _linear_instance(seed=seed)
-        m = LatentSEDGE(2, 2, 10, 10, hidden=(32,), alpha=1.0, beta=0.1)
+        m = LatentSEDGE(
+            2,
+            2,
+            10,
+            10,
+            hidden=(32,),
+            alpha=1.0,
+            beta=0.1,
+            z_prior="conditional",
+            prior_components=1,
+            full_cov=(),
+        )
         m.fit(y_x, y_z, steps=2000, lr=5e-3, seed=seed, progress=False)
         exact += _true_edges(m, x, z, y_x, y_z) == {("x1", "z1"), ("x2", "z2")}
         est = m.encode(y_z=y_z)
         mccs.append(mcc(est, pd.DataFrame(z, columns=["z1", "z2"])).mean)
     assert exact >= 5, exact
     assert min(mccs) > 0.9, mccs
+
+
+def _fig2b_instance(seed: int = 0, n: int = 3000) -> tuple[np.ndarray, ...]:
+    """Fig. 2(b) (``z1 <- x1, x2``, ``z2 <- x2, x3``) seen through orthonormal mixtures.
+
+    Independent uniform features (non-Gaussian, so the factorised prior pins their axes as in
+    linear ICA) and Gaussian spec noise of two different scales (so the conditional
+    independence of Z given X pins the specs' axes). Fitted from ``torch.manual_seed(0)``,
+    the exact graph comes back on data seeds 0, 1 and 2 of 0-6 (3 of 7; seeding the fit with
+    the data seed instead: 0 and 4). The others stay in a local optimum with Z partly rotated
+    (MCC 0.81-0.91), and the final loss does not reliably tell them apart, so restarts are no
+    cure yet. The selection drops the corner
+    ``z1 > 1, z2 < -0.5``: that combination is never seen, each value alone is.
+    Returns ``x, z, y_x, y_z`` of the seen rows and ``z, y_z`` of the dropped ones.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.7, 1.7, (n, 3)) * np.array([1.0, 0.7, 0.5])
+    z = np.column_stack([x[:, 0] + x[:, 1], x[:, 1] + x[:, 2]])
+    z = z + rng.normal(size=(n, 2)) * np.array([0.3, 0.15])
+    a_x = np.linalg.qr(rng.normal(size=(8, 3)))[0].T
+    a_z = np.linalg.qr(rng.normal(size=(6, 2)))[0].T
+    gone = (z[:, 0] > 1.0) & (z[:, 1] < -0.5)
+    keep = ~gone
+    return x[keep], z[keep], x[keep] @ a_x, z[keep] @ a_z, z[gone], z[gone] @ a_z
+
+
+@pytest.fixture(scope="module")
+def fig2b_fit() -> tuple[LatentSEDGE, tuple[np.ndarray, ...]]:
+    import torch
+
+    torch.manual_seed(0)
+    data = _fig2b_instance()
+    m = LatentSEDGE(3, 2, 8, 6, hidden=(32,), beta=0.05)
+    m.fit(data[2], data[3], steps=1500, lr=5e-3, seed=0, progress=False)
+    return m, data
+
+
+def test_fig2b_structure_and_mcc(fig2b_fit) -> None:
+    m, (x, z, y_x, y_z, _, _) = fig2b_fit
+    edges = _true_edges(m, x, z, y_x, y_z)
+    assert edges == {("x1", "z1"), ("x2", "z1"), ("x2", "z2"), ("x3", "z2")}, m.masks()
+    est = m.encode(y_x, y_z)
+    r_x = mcc(est[m.feature_names], pd.DataFrame(x, columns=["x1", "x2", "x3"]))
+    r_z = mcc(est[m.spec_names], pd.DataFrame(z, columns=["z1", "z2"]))
+    assert min(r_x.per_variable.values()) > 0.95, r_x.per_variable
+    assert min(r_z.per_variable.values()) > 0.9, r_z.per_variable
+
+
+def test_learned_graph_round_trips_into_identify(fig2b_fit) -> None:
+    """The learned graph, the encoded seen rows and a target read off the dropped rows'
+    encodings give CONSERVATIVE with X_c the learned counterpart of the true shared x2."""
+    from sedge_pyro.expr import Interval
+    from sedge_pyro.identify import Status, identify
+
+    m, (x, z, y_x, y_z, z_gone, y_z_gone) = fig2b_fit
+    seen = m.encode(y_x, y_z)
+    g = SpecGraph.from_json(m.learned_graph().to_json())  # through its serialised form too
+    gone = m.encode(y_z=y_z_gone)
+    # the unseen combination in learned units: the middle half of the dropped rows' codes
+    target = {
+        s: Interval(float(gone[s].quantile(0.25)), float(gone[s].quantile(0.75)))
+        for s in m.spec_names
+    }
+    res = identify(g, target, seen=seen)
+    assert res.status is Status.CONSERVATIVE, res
+    shared_x2 = mcc(seen[m.feature_names], pd.DataFrame(x, columns=["x1", "x2", "x3"]))
+    assert res.shared == frozenset({shared_x2.matching["x2"]}), (res.shared, m.masks())
+
+
+def test_save_load_and_checkpoint(tmp_path, fig2b_fit) -> None:
+    m, (x, z, y_x, y_z, _, _) = fig2b_fit
+    path = m.save(tmp_path / "latent.pt")
+    back = LatentSEDGE.load(path)
+    assert back.config() == m.config()
+    pd.testing.assert_frame_equal(back.encode(y_x[:50], y_z[:50]), m.encode(y_x[:50], y_z[:50]))
+    np.testing.assert_allclose(back.decode(x=np.zeros((2, 3))), m.decode(x=np.zeros((2, 3))))
+    pd.testing.assert_frame_equal(back.masks(), m.masks())
+    assert back.history == m.history
+    with pytest.raises(SedgeError, match="exists"):
+        m.save(path, overwrite=False)
+    with pytest.raises(SedgeError, match="does not exist"):
+        LatentSEDGE.load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_text("not a model")
+    with pytest.raises(SedgeError, match="not a saved LatentSEDGE"):
+        LatentSEDGE.load(tmp_path / "junk.pt")
+    # fit writes checkpoints; one can be loaded and trained further
+    ck = tmp_path / "ck" / "fit.pt"
+    small = LatentSEDGE(3, 2, 8, 6, hidden=(8,))
+    written: list = []
+    save = small.save
+
+    def keep_each(path, **kw):  # every checkpoint to its own file, to look at the first
+        written.append(save(tmp_path / f"ck{len(written)}.pt", **kw))
+        return written[-1]
+
+    small.save = keep_each
+    small.fit(y_x[:200], y_z[:200], steps=3, checkpoint=ck, checkpoint_every=2, progress=False)
+    assert len(written) == 2  # at step 2 and at the end
+    first = LatentSEDGE.load(written[0])  # taken mid-fit, and usable
+    assert len(first.history["loss"]) == 2
+    assert first.encode(y_z=y_z[:3]).shape == (3, 2)
+    small = LatentSEDGE(3, 2, 8, 6, hidden=(8,))
+    small.fit(y_x[:200], y_z[:200], steps=6, checkpoint=ck, checkpoint_every=3, progress=False)
+    again = LatentSEDGE.load(ck)
+    assert list(again.encode(y_z=y_z[:4]).columns) == ["z1", "z2"]
+    assert len(again.history["loss"]) == 6
+    again.fit(y_x[:200], y_z[:200], steps=2, progress=False)
+    assert len(again.history["loss"]) == 8
+
+
+def test_known_graph_fixes_the_masks(tmp_path) -> None:
+    g = SpecGraph.from_parents({"s1": ["a", "b"], "s2": ["b", "c"]})
+    with pytest.raises(OptionError, match="graph has 3 features"):
+        LatentSEDGE(2, 2, 5, 4, graph=g)
+    with pytest.raises(OptionError, match="graph="):
+        LatentSEDGE(3, 2, 5, 4, graph={"s1": ["a"]})
+    rng = np.random.default_rng(0)
+    m = LatentSEDGE(3, 2, 5, 4, hidden=(8,), graph=g)
+    assert m.feature_names == ["a", "b", "c"] and m.spec_names == ["s1", "s2"]
+    m.fit(rng.normal(size=(100, 5)), rng.normal(size=(100, 4)), steps=30, lr=1e-2, progress=False)
+    expected = np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+    np.testing.assert_allclose(m.masks().to_numpy(), expected, atol=1e-9)
+    learned = m.learned_graph()
+    assert {s: set(learned.parents(s)) for s in learned.specs} == {
+        "s1": {"a", "b"},
+        "s2": {"b", "c"},
+    }
+    back = LatentSEDGE.load(m.save(tmp_path / "known.pt"))
+    assert back.graph is not None and back.graph.parents("s2") == g.parents("s2")
+    np.testing.assert_allclose(back.masks().to_numpy(), expected, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_example_script_runs_end_to_end() -> None:
+    """examples/latent_pipeline.py --quick: observations in, observations out."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "latent_pipeline.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
+    assert "saved and reloaded" in out
+    assert "generated 500 observations Y_X of 20 dims" in out
+    mmd = float(out.strip().splitlines()[-1].split(":")[1])
+    assert 0.0 <= mmd < 0.3, out
