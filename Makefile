@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fit_speed.py
 	$(BIN)/python benchmarks/sample_speed.py
 	$(BIN)/python benchmarks/paper_synthetic.py --seeds 5
+	$(BIN)/python benchmarks/paper_latent.py --runs 10
 
 docs: $(STAMP)
 	@echo "docs are Markdown under docs/; see docs/index.md"
