@@ -43,9 +43,9 @@ import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError
-from sedge_pyro.inference.options import choice, flag, number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import LOSSES, Problem
+from sedge_pyro.options import choice, flag, number, whole
 
 __all__ = [
     "DPSInfo",

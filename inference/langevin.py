@@ -62,9 +62,9 @@ import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError
-from sedge_pyro.inference.options import choice, fraction, number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
+from sedge_pyro.options import choice, fraction, number, whole
 
 __all__ = ["KINDS", "LangevinInfo", "LangevinState", "init", "sample_langevin", "step"]
 

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from pyro.infer.mcmc import MCMC, NUTS
 
-from sedge_pyro.inference.options import fraction, number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
+from sedge_pyro.options import fraction, number, whole
 
 __all__ = ["sample_nuts"]
 

@@ -39,9 +39,9 @@ from sedge_pyro.assumptions import Coverage
 from sedge_pyro.errors import OptionError, SamplingError
 from sedge_pyro.expr import Term
 from sedge_pyro.identify import Identification, identify
-from sedge_pyro.inference.options import number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
+from sedge_pyro.options import number, whole
 
 __all__ = ["sample_plan"]
 

@@ -39,6 +39,7 @@ import torch
 from sedge_pyro.errors import OptionError, SamplingError, SedgeError
 from sedge_pyro.inference.samples import Samples
 from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
+from sedge_pyro.options import device as check_device
 
 if TYPE_CHECKING:
     from sedge_pyro.models.sedge import SEDGEModel
@@ -155,9 +156,7 @@ def sample(
         raise OptionError(f"n={n!r}: expected a positive whole number of draws per chain")
     if isinstance(chains, bool) or not isinstance(chains, int | np.integer) or chains < 1:
         raise OptionError(f"chains={chains!r}: expected a positive whole number")
-    dev = model.device if device is None else torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("device='cuda' but CUDA is not available: use device='cpu'")
+    dev = model.device if device is None else check_device(device)
     t = Target(model, target, tolerance=tolerance, n=int(n))
     model.to(dev)
     problem = Problem(model, t, dev)

@@ -48,9 +48,9 @@ from pyro.infer.autoguide import AutoIAFNormal, AutoMultivariateNormal, init_to_
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError
-from sedge_pyro.inference.options import choice, number, whole
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
+from sedge_pyro.options import choice, number, whole
 
 __all__ = ["GUIDES", "conditioned_model", "importance_diagnostics", "sample_svi"]
 

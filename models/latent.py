@@ -71,6 +71,8 @@ from sedge_pyro.models.base import save_atomic
 from sedge_pyro.models.likelihoods import GaussianMLP
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
+from sedge_pyro.options import choice, fraction, number, whole
+from sedge_pyro.options import device as check_device
 
 __all__ = ["LatentSEDGE"]
 
@@ -286,40 +288,27 @@ class LatentSEDGE:
         z_prior: str = "standard",
         graph: SpecGraph | None = None,
     ) -> None:
-        if z_prior not in ("standard", "conditional"):
-            raise OptionError(f"z_prior={z_prior!r}: expected 'standard' or 'conditional'")
-        self.z_prior = z_prior
-        for arg, v in (
-            ("n_features", n_features),
-            ("n_specs", n_specs),
-            ("obs_x_dim", obs_x_dim),
-            ("obs_z_dim", obs_z_dim),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise OptionError(f"{arg}={v!r}: expected a positive integer")
-        for arg, w in (("alpha", alpha), ("beta", beta)):
-            if not (isinstance(w, int | float) and math.isfinite(w) and w >= 0):
-                raise OptionError(f"{arg}={w!r}: expected a finite number >= 0")
-        self.n_features, self.n_specs = int(n_features), int(n_specs)
-        self.obs_x_dim, self.obs_z_dim = int(obs_x_dim), int(obs_z_dim)
-        self.hidden = tuple(int(h) for h in hidden)
+        self.z_prior = choice("z_prior", z_prior, ("standard", "conditional"))
+        self.n_features = whole("n_features", n_features)
+        self.n_specs = whole("n_specs", n_specs)
+        self.obs_x_dim = whole("obs_x_dim", obs_x_dim)
+        self.obs_z_dim = whole("obs_z_dim", obs_z_dim)
+        alpha = number("alpha", alpha, positive=False)
+        beta = number("beta", beta, positive=False)
+        self.hidden = tuple(whole("hidden", h) for h in hidden)
         self.decoder_hidden = (
-            self.hidden if decoder_hidden is None else tuple(int(h) for h in decoder_hidden)
+            self.hidden
+            if decoder_hidden is None
+            else tuple(whole("decoder_hidden", h) for h in decoder_hidden)
         )
-        if (
-            isinstance(prior_components, bool)
-            or not isinstance(prior_components, int | np.integer)
-            or prior_components < 1
-        ):
-            raise OptionError(f"prior_components={prior_components!r}: expected an integer >= 1")
-        self.prior_components = int(prior_components)
+        self.prior_components = whole("prior_components", prior_components)
         full = (full_cov,) if isinstance(full_cov, str) else tuple(full_cov)
         if any(f not in ("x", "z") for f in full):
             raise OptionError(f"full_cov={full_cov!r}: expected a subset of ('x', 'z')")
         self.full_cov = tuple(sorted(set(full)))
-        self.mask_init = float(mask_init)
-        self.temperature = None if temperature is None else float(temperature)
-        self.alpha, self.beta = float(alpha), float(beta)
+        self.mask_init = fraction("mask_init", mask_init)
+        self.temperature = number("temperature", temperature, none_ok=True)
+        self.alpha, self.beta = alpha, beta
         self.graph = graph
         if graph is not None:
             if not isinstance(graph, SpecGraph):
@@ -435,18 +424,12 @@ class LatentSEDGE:
             raise DataError(f"y_x has {len(a_x)} rows and y_z {len(a_z)}: expected the same rows")
         if len(a_x) < 2:
             raise DataError(f"y_x has {len(a_x)} rows: expected at least 2")
-        for arg, v in (
-            ("steps", steps),
-            ("batch_size", batch_size),
-            ("checkpoint_every", checkpoint_every),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise OptionError(f"{arg}={v!r}: expected a positive integer")
-        if not lr > 0:
-            raise OptionError(f"lr={lr!r}: expected a positive number")
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise OptionError("device='cuda' but CUDA is not available: use device='cpu'")
+        steps = whole("steps", steps)
+        batch_size = whole("batch_size", batch_size)
+        checkpoint_every = whole("checkpoint_every", checkpoint_every)
+        lr = number("lr", lr)
+        seed = whole("seed", seed, low=0)
+        dev = check_device(device)
         self.device = dev
         self.net.to(dev)
         t_x = torch.as_tensor(a_x, dtype=torch.float32, device=dev)
@@ -459,14 +442,14 @@ class LatentSEDGE:
         }
         t_x, t_z = self._standardise(t_x, "x"), self._standardise(t_z, "z")
         n_rows = len(t_x)
-        batch = min(int(batch_size), n_rows)
+        batch = min(batch_size, n_rows)
         start = time.perf_counter()
         pyro.set_rng_seed(seed)
         self.net.train()
         # own parameter-store scope, so the user's store is left alone (as fit_component)
         with pyro.get_param_store().scope():
             svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-            bar = tqdm(range(1, int(steps) + 1), desc="fit LatentSEDGE", disable=not progress)
+            bar = tqdm(range(1, steps + 1), desc="fit LatentSEDGE", disable=not progress)
             for step in bar:
                 loss = svi.step(t_x, t_z, batch) / n_rows
                 if not math.isfinite(loss):
@@ -474,7 +457,7 @@ class LatentSEDGE:
                 self.history["loss"].append(loss)
                 if step % 50 == 0:
                     bar.set_postfix(loss=f"{loss:.4f}")
-                if checkpoint is not None and step % int(checkpoint_every) == 0:
+                if checkpoint is not None and step % checkpoint_every == 0:
                     self.seconds = time.perf_counter() - start
                     self.save(checkpoint)
             bar.close()
@@ -561,9 +544,7 @@ class LatentSEDGE:
 
     def to(self, device: str | torch.device) -> LatentSEDGE:
         """Move the networks and the standardisation to ``device``; returns ``self``."""
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise OptionError("device='cuda' but CUDA is not available: use device='cpu'")
+        dev = check_device(device)
         self.device = dev
         self.net.to(dev)
         self._stats = {k: (m.to(dev), s.to(dev)) for k, (m, s) in self._stats.items()}
@@ -660,8 +641,7 @@ class LatentSEDGE:
         :returns: a :class:`~sedge_pyro.graph.SpecGraph` (``SpecGraph.from_parents``).
         :raises OptionError: when ``threshold`` is not in ``(0, 1)``.
         """
-        if not 0.0 < float(threshold) < 1.0:
-            raise OptionError(f"threshold={threshold!r}: expected a number in (0, 1)")
+        threshold = fraction("threshold", threshold)
         m = self.masks()
         parents = {s: [f for f in self.feature_names if m.loc[s, f] > threshold] for s in m.index}
         return SpecGraph.from_parents(parents, features=self.feature_names)

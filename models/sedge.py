@@ -43,6 +43,7 @@ from sedge_pyro.models import priors as P
 from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate, save_atomic
 from sedge_pyro.models.columns import Columns, as_frame
 from sedge_pyro.models.factorized import FactorizedPrior
+from sedge_pyro.options import device as check_device
 
 __all__ = ["STRUCTURES", "SEDGEModel"]
 
@@ -402,9 +403,7 @@ class SEDGEModel(PyroModule):
             columns, non-binary values of a Bernoulli spec, or fewer rows than a batch.
         """
         df = self._frame(data, batch_size=batch_size)
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise OptionError("device='cuda' but CUDA is not available: use device='cpu'")
+        device = check_device(device)
         if components is None or not self.fitted:
             kinds = {
                 z: {

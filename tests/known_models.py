@@ -51,6 +51,15 @@ def exact_linear_gaussian(
 INTERVAL = {"z1": sp.Interval(low=1.5), "z2": sp.Interval(high=0.0)}
 
 
+def predicted_specs(data, v):
+    r"""The likelihoods' means :math:`h_i^\mu(V_i)` at draws ``v`` (the exact model's)."""
+    out = {}
+    for z, (parents, w, b, _) in data.specs.items():
+        idx = [list(data.graph.features).index(p) for p in parents]
+        out[z] = v[:, idx] @ w + b
+    return out
+
+
 @functools.cache
 def interval_reference() -> np.ndarray:
     """Exact draws of ``p(X | Z in INTERVAL)``: population rows of ``linear_gaussian`` kept by

@@ -11,21 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from known_models import exact_linear_gaussian, exact_with_ddpm
+from known_models import exact_linear_gaussian, exact_with_ddpm, predicted_specs
 
 import sedge_pyro as sp
 from sedge_pyro.errors import OptionError, SamplingError
 
 TARGET = {"z1": 1.0, "z2": -1.0}
-
-
-def predicted_specs(data, v):
-    r"""The likelihoods' means :math:`h_i^\mu(V_i)` at draws ``v`` (the exact model's)."""
-    out = {}
-    for z, (parents, w, b, _) in data.specs.items():
-        idx = [list(data.graph.features).index(p) for p in parents]
-        out[z] = v[:, idx] @ w + b
-    return out
 
 
 def target_rmse(data, v):

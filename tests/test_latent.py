@@ -119,6 +119,9 @@ def test_typed_errors() -> None:
         m.fit(rng.normal(size=(20, 3)), bad, steps=1, progress=False)
     with pytest.raises(OptionError, match="steps"):
         m.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), steps=0, progress=False)
+    for bad, match in (({"lr": "fast"}, "lr='fast'"), ({"device": "gpu"}, "device='gpu'")):
+        with pytest.raises(OptionError, match=match):
+            m.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), progress=False, **bad)
     m.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), steps=2, progress=False)
     with pytest.raises(DataError, match="y_z has shape"):
         m.encode(y_z=rng.normal(size=(4, 3)))
@@ -144,6 +147,9 @@ def test_typed_errors() -> None:
         {"z_prior": "flat"},
         {"prior_components": 0},
         {"full_cov": ("y",)},
+        {"hidden": ("a",)},
+        {"mask_init": 2.0},
+        {"temperature": -1.0},
     ],
 )
 def test_bad_options(kwargs) -> None:

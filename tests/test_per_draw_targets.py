@@ -11,22 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from known_models import exact_linear_gaussian, exact_with_ddpm, fitted_model_e
+from known_models import (
+    exact_linear_gaussian,
+    exact_with_ddpm,
+    fitted_model_e,
+    predicted_specs,
+)
 
 import sedge_pyro as sp
 from sedge_pyro.errors import OptionError, TargetError
 from sedge_pyro.inference import Samples, Target
 
 N = 50
-
-
-def predicted_specs(data, v):
-    r"""The likelihoods' means :math:`h_i^\mu(V_i)` at draws ``v`` (the exact model's)."""
-    out = {}
-    for z, (parents, w, b, _) in data.specs.items():
-        idx = [list(data.graph.features).index(p) for p in parents]
-        out[z] = v[:, idx] @ w + b
-    return out
 
 
 def targets_from_rows(data, n, seed):

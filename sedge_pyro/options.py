@@ -1,23 +1,26 @@
-"""Checks of sampler options, shared by every method: each raises
-:class:`~sedge_pyro.OptionError` naming the option, its value and what was expected.
+"""Checks of user options (sampler settings, model sizes, weights), shared by every layer: each
+raises :class:`~sedge_pyro.OptionError` naming the option, its value and what was expected.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from sedge_pyro.errors import OptionError
 
-__all__ = ["choice", "flag", "fraction", "number", "whole"]
+__all__ = ["choice", "device", "flag", "fraction", "number", "whole"]
 
 
 def whole(name: str, value: Any, low: int = 1, *, none_ok: bool = False) -> int | None:
     """A whole number ``>= low`` (or ``None`` when ``none_ok``)."""
     if value is None and none_ok:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         extra = " or None" if none_ok else ""
         raise OptionError(f"{name}={value!r}: expected a whole number >= {low}{extra}")
     return int(value)
@@ -29,7 +32,7 @@ def number(
     """A number ``> 0`` (``positive``) or ``>= 0``; finite unless ``finite=False``."""
     if value is None and none_ok:
         return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     ok = ok and not math.isnan(value) and (math.isfinite(value) or not finite)
     if not ok or (value <= 0 if positive else value < 0):
         what = "a finite number" if finite else "a number"
@@ -42,7 +45,7 @@ def fraction(name: str, value: Any, *, none_ok: bool = False) -> float | None:
     """A number strictly between 0 and 1 (or ``None`` when ``none_ok``)."""
     if value is None and none_ok:
         return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not ok or not 0 < value < 1:
         extra = " or None" if none_ok else ""
         raise OptionError(f"{name}={value!r}: expected a number in (0, 1){extra}")
@@ -61,3 +64,16 @@ def choice(name: str, value: Any, options: Sequence[str]) -> str:
     if value not in options:
         raise OptionError(f"{name}={value!r}: expected one of {', '.join(options)}")
     return str(value)
+
+
+def device(value: Any, name: str = "device") -> torch.device:
+    """A torch device that exists here: ``"cpu"``, ``"cuda"`` (when available), ``"cuda:1"``..."""
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise OptionError(
+            f"{name}={value!r}: expected a torch device such as 'cpu' or 'cuda'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"{name}={value!r} but CUDA is not available: use {name}='cpu'")
+    return dev
