@@ -40,6 +40,13 @@ cross-entropy of :math:`N(0, I)`. On App. B.1's data it identified the specs les
 With a known graph (``graph=``) the masks are fixed to its parent sets: Eq. (4)'s
 :math:`L_g` in place of :math:`L_m + \beta L_s`.
 
+After SVI, :meth:`LatentSEDGE.fit` re-aligns the latents (``align=True``): the selection
+correlates the Seen specs, which :math:`N(0, I)` then whitens, and makes the Seen features
+dependent, which biases the factorised prior's ICA. Both are linear reparametrisations,
+undone by an ICA of residuals (:mod:`sedge_pyro.models.align`); a candidate basis is kept
+only when Eq. (5)'s penalised fit prefers it, and Eq. (5)'s heads and masks are refitted in
+the bases kept. ``encode``, ``decode``, ``masks`` and ``learned_graph`` are in those bases.
+
 Each block of inputs is centred per column and divided by one overall scale before
 fitting; :meth:`LatentSEDGE.decode` undoes it.
 """
@@ -134,6 +141,7 @@ class _Networks(nn.Module):
         parents: list[list[bool]] | None,
     ) -> None:
         super().__init__()
+        self._head_config = (d, tuple(hidden), mask_init, temperature, parents)
         self.enc_x = _Encoder(k, d, hidden, full="x" in full_cov)
         self.enc_z = _Encoder(m, n, hidden, full="z" in full_cov)
         self.dec_x = mlp(d, k, decoder_hidden)
@@ -144,8 +152,18 @@ class _Networks(nn.Module):
         self.prior_logits = nn.Parameter(torch.zeros(d, self.components))
         self.prior_locs = nn.Parameter(grid.repeat(d, 1))
         self.prior_raw_scales = nn.Parameter(torch.full((d, self.components), -0.5))
-        # Eq. (5): one masked Gaussian likelihood per specification
-        self.likelihoods = nn.ModuleList(
+        self.likelihoods = self.new_likelihoods(n)
+        self.raw_sigma_x = nn.Parameter(torch.zeros(k))
+        self.raw_sigma_z = nn.Parameter(torch.zeros(m))
+        # the latents' bases (models.align): x' = x A_x^T, z' = z A_z^T; identity until fit
+        # aligns them. Eq. (5) and everything the user sees are in the aligned bases.
+        self.register_buffer("align_x", torch.eye(d))
+        self.register_buffer("align_z", torch.eye(n))
+
+    def new_likelihoods(self, n: int) -> nn.ModuleList:
+        """Fresh Eq. (5) heads: one masked Gaussian likelihood per specification."""
+        d, hidden, mask_init, temperature, parents = self._head_config
+        return nn.ModuleList(
             GaussianMLP(
                 d,
                 hidden=hidden,
@@ -155,8 +173,6 @@ class _Networks(nn.Module):
             )
             for i in range(n)
         )
-        self.raw_sigma_x = nn.Parameter(torch.zeros(k))
-        self.raw_sigma_z = nn.Parameter(torch.zeros(m))
 
     def x_prior(self) -> dist.Distribution:
         """The factorised prior of X, batch shape ``(d,)``."""
@@ -261,7 +277,7 @@ class LatentSEDGE:
     >>> data = paper_latent(600, seed=0, obs_x_dim=5, obs_z_dim=4)
     >>> m = LatentSEDGE(3, 2, 5, 4, hidden=(16,)).fit(
     ...     data.observations_x(data.seen), data.observations_z(data.seen),
-    ...     steps=20, progress=False)
+    ...     steps=20, progress=False, align=False)
     >>> m.encode(y_z=data.observations_z(data.seen)).columns.tolist()
     ['z1', 'z2']
     >>> m.masks().shape
@@ -343,6 +359,8 @@ class LatentSEDGE:
             parents,
         )
         self.history: dict[str, list[float]] = {"loss": []}
+        #: what :meth:`fit` chose when aligning: ``{"chosen": ..., "scores": {...}}``
+        self.alignment: dict[str, Any] | None = None
         self.seconds = 0.0
         self._fitted = False
         self.device = torch.device("cpu")
@@ -358,11 +376,11 @@ class LatentSEDGE:
         with pyro.plate("rows", n_rows, subsample_size=batch_size) as idx:
             x = pyro.sample("X", net.x_prior().expand([len(idx), d]).to_event(1))
             pyro.sample("Y_X", dist.Normal(net.dec_x(x), net.sigma_x()).to_event(1), obs=y_x[idx])
-            z_x = net.z_dist(x).to_event(1)
+            z_x = net.z_dist(x @ net.align_x.T).to_event(1)
             if self.z_prior == "standard":
                 z = pyro.sample("Z", dist.Normal(0.0, 1.0).expand([len(idx), n]).to_event(1))
                 with poutine.scale(scale=self.alpha):  # alpha * L_m, Eq. (5)
-                    pyro.sample("Z|X", z_x, obs=z)
+                    pyro.sample("Z|X", z_x, obs=z @ net.align_z.T)
             else:
                 with poutine.scale(scale=self.alpha):  # alpha * L_m, Eq. (5), as Z's prior
                     z = pyro.sample("Z", z_x)
@@ -395,6 +413,7 @@ class LatentSEDGE:
         device: str | torch.device = "cpu",
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int = 500,
+        align: bool = True,
     ) -> LatentSEDGE:
         """Fit by SVI on minibatches; appends the per-row loss of every step to ``history``.
 
@@ -413,6 +432,10 @@ class LatentSEDGE:
             name); resume with :meth:`load` then ``fit`` again, which continues from the
             saved weights (with a fresh optimiser).
         :param checkpoint_every: steps between checkpoints.
+        :param align: after SVI, re-align the latents' bases as :meth:`align` does (the
+            residual ICAs of :mod:`sedge_pyro.models.align`, each kept only where Eq. (5)'s
+            penalised fit prefers it; skipped below 10 rows); ``False`` keeps the VAE's
+            bases and masks.
         :returns: ``self``.
         :raises DataError: for mismatched rows, wrong widths, non-finite values, fewer than
             two rows, or a diverging loss.
@@ -463,10 +486,153 @@ class LatentSEDGE:
             bar.close()
         self.net.eval()
         self._fitted = True
+        if align and n_rows >= 10:
+            # own RNG stream: the heads' initialisation and gates are seeded, and the
+            # caller's global torch state is left as SVI left it
+            cuda = [dev.index or 0] if dev.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(seed)
+                self._align(t_x, t_z, seed=seed, progress=progress)
         self.seconds = time.perf_counter() - start
         if checkpoint is not None:
             self.save(checkpoint)
         return self
+
+    # -- aligning -----------------------------------------------------------------------
+
+    def align(self, y_x: Any, y_z: Any, *, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+        """Re-align the latents' bases on these rows (what ``fit(align=True)`` does last).
+
+        For a model fitted with ``align=False``, or to redo the choice on other rows. See
+        :mod:`sedge_pyro.models.align` and the module docstring.
+
+        :param y_x: observations of the features (the training rows, typically).
+        :param y_z: observations of the specifications, rows aligned with ``y_x``.
+        :param seed: seeds the regressions, the ICA start and the heads.
+        :param progress: print the choice and the scores.
+        :returns: :attr:`alignment`: ``{"chosen": "x:... z:...", "scores": {...}}``.
+        :raises SedgeError: when the model is not fitted.
+        :raises DataError: for wrong widths, mismatched rows or non-finite values.
+        """
+        self._check_fitted()
+        a_x = _matrix(y_x, self.obs_x_dim, "y_x")
+        a_z = _matrix(y_z, self.obs_z_dim, "y_z")
+        if len(a_x) != len(a_z):
+            raise DataError(f"y_x has {len(a_x)} rows and y_z {len(a_z)}: expected the same rows")
+        if len(a_x) < 10:
+            raise DataError(f"y_x has {len(a_x)} rows: expected at least 10 to align on")
+        seed = whole("seed", seed, low=0)
+        t_x = self._standardise(torch.as_tensor(a_x, dtype=torch.float32, device=self.device), "x")
+        t_z = self._standardise(torch.as_tensor(a_z, dtype=torch.float32, device=self.device), "z")
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            return self._align(t_x, t_z, seed=seed, progress=progress)
+
+    def _align(
+        self, t_x: torch.Tensor, t_z: torch.Tensor, *, seed: int, progress: bool
+    ) -> dict[str, Any]:
+        r"""Choose the latents' bases and refit Eq. (5)'s heads in them (App. B.1).
+
+        Candidates for each block: the current basis and the ICA of its residuals
+        (:mod:`sedge_pyro.models.align`; the specs' only with ``z_prior="standard"``, whose
+        :math:`N(0, I)` is what mixes them). For each combination fresh Eq. (5) heads are fitted
+        on 80% of the encoded rows, and the combination with the lowest held-out
+        :math:`\alpha L_m + \beta L_s` per row wins (:math:`L_m` with the Jacobian of the
+        spec basis, so it scores the same encoded specs in every basis). Its heads, masks
+        and bases are kept.
+        """
+        from sedge_pyro.models.align import fast_ica, match_basis, residuals
+
+        net = self.net
+        gen = np.random.default_rng(seed)
+        rows = gen.permutation(len(t_x))[: min(len(t_x), 10_000)]
+        with torch.no_grad():
+            x_raw = net.enc_x(t_x[rows])[0].double().cpu().numpy()
+            z_raw = net.enc_z(t_z[rows])[0].double().cpu().numpy()
+        current = {
+            "x": net.align_x.double().cpu().numpy(),
+            "z": net.align_z.double().cpu().numpy(),
+        }
+        options: dict[str, list[tuple[str, np.ndarray]]] = {
+            k: [("vae", current[k])] for k in current
+        }
+        x_cur, z_cur = x_raw @ current["x"].T, z_raw @ current["z"].T
+        ica_x = fast_ica(residuals(z_cur, x_cur, seed=seed), seed=seed) @ current["x"]
+        options["x"].append(("ica", ica_x))
+        if self.z_prior == "standard":
+            ica_z = fast_ica(residuals(x_cur, z_cur, seed=seed), seed=seed) @ current["z"]
+            options["z"].append(("ica", ica_z))
+        # keep names and units: each new component takes the slot of the current one it
+        # follows most closely
+        for key, cur in (("x", x_cur), ("z", z_cur)):
+            base = current[key]
+            options[key] = [
+                (name, b if name == "vae" else match_basis(b @ np.linalg.inv(base), cur) @ base)
+                for name, b in options[key]
+            ]
+            # a degenerate block (constant residuals) gives no usable candidate
+            options[key] = [
+                (name, b)
+                for name, b in options[key]
+                if np.all(np.isfinite(b)) and abs(np.linalg.det(b)) > 1e-12
+            ]
+        split = int(0.8 * len(rows))
+        scores: dict[str, float] = {}
+        best: tuple[float, str, Any, np.ndarray, np.ndarray] | None = None
+        for (nx, a_x), (nz, a_z) in ((px, pz) for px in options["x"] for pz in options["z"]):
+            label = f"x:{nx} z:{nz}"
+            heads = net.new_likelihoods(self.n_specs).to(self.device)
+            x_t = torch.as_tensor(x_raw @ a_x.T, dtype=torch.float32, device=self.device)
+            z_t = torch.as_tensor(z_raw @ a_z.T, dtype=torch.float32, device=self.device)
+            self._fit_heads(heads, x_t[:split], z_t[:split], seed=seed)
+            with torch.no_grad():
+                nll = -sum(
+                    h.condition(x_t[split:]).log_prob(z_t[split:, i]).mean()
+                    for i, h in enumerate(heads)
+                )
+                l1 = sum(h.mask.l1() for h in heads)
+            _, logdet = np.linalg.slogdet(a_z)
+            score = self.alpha * (float(nll) - float(logdet)) + self.beta * float(l1)
+            score = score if math.isfinite(score) else math.inf
+            scores[label] = score
+            if best is None or score < best[0]:
+                best = (score, label, heads, a_x, a_z)
+        assert best is not None
+        _, label, heads, a_x, a_z = best
+        net.likelihoods = heads
+        net.align_x.copy_(torch.as_tensor(a_x, dtype=torch.float32))
+        net.align_z.copy_(torch.as_tensor(a_z, dtype=torch.float32))
+        net.eval()
+        self.alignment = {"chosen": label, "scores": scores}
+        if progress:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+            tqdm.write(f"LatentSEDGE: kept bases {label} (held-out Eq. (5) per row: {shown})")
+        return self.alignment
+
+    def _fit_heads(
+        self,
+        heads: nn.ModuleList,
+        x: torch.Tensor,
+        z: torch.Tensor,
+        *,
+        seed: int,
+        steps: int = 2000,
+        batch_size: int = 512,
+    ) -> None:
+        r"""Fit Eq. (5)'s heads on given latents: :math:`\alpha L_m + \beta L_s` per row."""
+        heads.train()
+        opt = torch.optim.Adam(heads.parameters(), lr=1e-2)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        for _ in range(steps):
+            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen).to(x.device)
+            opt.zero_grad()
+            nll = -sum(h.condition(x[idx]).log_prob(z[idx, i]).mean() for i, h in enumerate(heads))
+            l1 = sum(h.mask.l1() for h in heads)
+            loss = self.alpha * nll + self.beta * l1
+            loss.backward()
+            opt.step()
+        heads.eval()
 
     # -- saving -------------------------------------------------------------------------
 
@@ -509,6 +675,7 @@ class LatentSEDGE:
             "history": {k: list(v) for k, v in self.history.items()},
             # a checkpoint taken during fit is usable: weights and standardisation exist
             "fitted": self._fitted or bool(self._stats),
+            "alignment": self.alignment,
             "seconds": self.seconds,
         }
         return save_atomic(state, path, overwrite=overwrite)
@@ -534,7 +701,13 @@ class LatentSEDGE:
         if config.get("graph") is not None:
             config["graph"] = SpecGraph.from_json(config["graph"])
         model = cls(**config)
-        model.net.load_state_dict(state["state"])
+        missing, unexpected = model.net.load_state_dict(state["state"], strict=False)
+        if unexpected or set(missing) - {"align_x", "align_z"}:
+            raise SedgeError(
+                f"{str(p)!r} does not match its configuration: missing {missing}, "
+                f"unexpected {unexpected}"
+            )
+        model.alignment = state.get("alignment")
         model._stats = {k: (m, s) for k, (m, s) in state["stats"].items()}
         model.history = state["history"]
         model._fitted = bool(state["fitted"])
@@ -575,16 +748,16 @@ class LatentSEDGE:
             raise OptionError("encode(): expected y_x, y_z or both")
         parts: list[pd.DataFrame] = []
         with torch.no_grad():
-            for obs, key, dim, enc, names in (
-                (y_x, "x", self.obs_x_dim, self.net.enc_x, self.feature_names),
-                (y_z, "z", self.obs_z_dim, self.net.enc_z, self.spec_names),
+            for obs, key, dim, enc, names, basis in (
+                (y_x, "x", self.obs_x_dim, self.net.enc_x, self.feature_names, self.net.align_x),
+                (y_z, "z", self.obs_z_dim, self.net.enc_z, self.spec_names, self.net.align_z),
             ):
                 if obs is None:
                     continue
                 t = torch.as_tensor(
                     _matrix(obs, dim, f"y_{key}"), dtype=torch.float32, device=self.device
                 )
-                loc, _ = enc(self._standardise(t, key))
+                loc = enc(self._standardise(t, key))[0] @ basis.T
                 parts.append(pd.DataFrame(loc.cpu().numpy().astype(np.float64), columns=names))
         if len(parts) == 2 and len(parts[0]) != len(parts[1]):
             raise DataError(
@@ -608,9 +781,9 @@ class LatentSEDGE:
             raise OptionError("decode(): expected x, z or both")
         out: list[np.ndarray] = []
         with torch.no_grad():
-            for lat, key, dim, dec, names in (
-                (x, "x", self.n_features, self.net.dec_x, self.feature_names),
-                (z, "z", self.n_specs, self.net.dec_z, self.spec_names),
+            for lat, key, dim, dec, names, basis in (
+                (x, "x", self.n_features, self.net.dec_x, self.feature_names, self.net.align_x),
+                (z, "z", self.n_specs, self.net.dec_z, self.spec_names, self.net.align_z),
             ):
                 if lat is None:
                     continue
@@ -618,7 +791,8 @@ class LatentSEDGE:
                     _matrix(lat, dim, key, names), dtype=torch.float32, device=self.device
                 )
                 mean, std = self._stats[key]
-                out.append((dec(t) * std + mean).cpu().numpy().astype(np.float64))
+                raw = torch.linalg.solve(basis, t.T).T  # back to the VAE's basis
+                out.append((dec(raw) * std + mean).cpu().numpy().astype(np.float64))
         if len(out) == 2 and len(out[0]) != len(out[1]):
             raise DataError(f"x has {len(out[0])} rows and z {len(out[1])}: expected the same rows")
         return np.concatenate(out, axis=1)

@@ -43,7 +43,7 @@ def test_elbo_improves_on_paper_latent() -> None:
     data = paper_latent(3000, seed=0)
     y_x, y_z = data.observations_x(data.seen), data.observations_z(data.seen)
     m = LatentSEDGE(3, 2, 20, 20, hidden=(32,), alpha=0.05, beta=5e-4)
-    m.fit(y_x, y_z, steps=300, lr=5e-3, progress=False)
+    m.fit(y_x, y_z, steps=300, lr=5e-3, progress=False, align=False)
     loss = np.asarray(m.history["loss"])
     assert len(loss) == 300 and np.all(np.isfinite(loss))
     k = len(loss) // 10
@@ -94,7 +94,7 @@ def test_encode_decode_shapes_and_names(linear_fit) -> None:
 def test_named_latents() -> None:
     m = LatentSEDGE(2, 1, 3, 2, hidden=(4,), feature_names=["a", "b"], spec_names=["s"])
     rng = np.random.default_rng(0)
-    m.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), steps=3, progress=False)
+    m.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), steps=3, progress=False, align=False)
     assert list(m.encode(rng.normal(size=(4, 3)), rng.normal(size=(4, 2))).columns) == [
         "a",
         "b",
@@ -122,7 +122,7 @@ def test_typed_errors() -> None:
     for bad, match in (({"lr": "fast"}, "lr='fast'"), ({"device": "gpu"}, "device='gpu'")):
         with pytest.raises(OptionError, match=match):
             m.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), progress=False, **bad)
-    m.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), steps=2, progress=False)
+    m.fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), steps=2, progress=False, align=False)
     with pytest.raises(DataError, match="y_z has shape"):
         m.encode(y_z=rng.normal(size=(4, 3)))
     with pytest.raises(DataError, match="same rows"):
@@ -161,7 +161,7 @@ def test_bad_options(kwargs) -> None:
 def test_standard_z_prior_runs() -> None:
     _, _, y_x, y_z = _linear_instance(300)
     m = LatentSEDGE(2, 2, 10, 10, hidden=(8,), z_prior="standard")
-    m.fit(y_x, y_z, steps=50, lr=5e-3, progress=False)
+    m.fit(y_x, y_z, steps=50, lr=5e-3, progress=False, align=False)
     loss = np.asarray(m.history["loss"])
     assert np.all(np.isfinite(loss)) and loss[-5:].mean() < loss[:5].mean()
 
@@ -308,17 +308,33 @@ def test_save_load_and_checkpoint(tmp_path, fig2b_fit) -> None:
         return written[-1]
 
     small.save = keep_each
-    small.fit(y_x[:200], y_z[:200], steps=3, checkpoint=ck, checkpoint_every=2, progress=False)
+    small.fit(
+        y_x[:200],
+        y_z[:200],
+        steps=3,
+        checkpoint=ck,
+        checkpoint_every=2,
+        progress=False,
+        align=False,
+    )
     assert len(written) == 2  # at step 2 and at the end
     first = LatentSEDGE.load(written[0])  # taken mid-fit, and usable
     assert len(first.history["loss"]) == 2
     assert first.encode(y_z=y_z[:3]).shape == (3, 2)
     small = LatentSEDGE(3, 2, 8, 6, hidden=(8,))
-    small.fit(y_x[:200], y_z[:200], steps=6, checkpoint=ck, checkpoint_every=3, progress=False)
+    small.fit(
+        y_x[:200],
+        y_z[:200],
+        steps=6,
+        checkpoint=ck,
+        checkpoint_every=3,
+        progress=False,
+        align=False,
+    )
     again = LatentSEDGE.load(ck)
     assert list(again.encode(y_z=y_z[:4]).columns) == ["z1", "z2"]
     assert len(again.history["loss"]) == 6
-    again.fit(y_x[:200], y_z[:200], steps=2, progress=False)
+    again.fit(y_x[:200], y_z[:200], steps=2, progress=False, align=False)
     assert len(again.history["loss"]) == 8
 
 
