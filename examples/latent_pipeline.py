@@ -5,7 +5,8 @@ Run ``python examples/latent_pipeline.py`` (about 2 minutes on 2 CPU cores) or w
 
 1. simulate App. B.1's data: Sec. 5.1's features and specs, seen only through 20-dim linear
    mixtures ``Y_X`` and ``Y_Z``; the Oracle combination ``z1 < 0.8, z2 > 1`` is never seen;
-2. learn X and Z from the Seen observations with :class:`sedge_pyro.LatentSEDGE`, save it;
+2. learn X and Z from the Seen observations with :class:`sedge_pyro.LatentSEDGE` (which
+   ends by re-aligning them, :mod:`sedge_pyro.models.align`), save it;
 3. read the graph off the masks and hand the encoded rows to the rest of the package:
    ``identify``, ``SEDGEModel.fit`` (model E, the factorised reverse model, which did best
    with learned variables in ``benchmarks/paper_latent.py``), ``sample``;
@@ -47,6 +48,8 @@ def main() -> None:
     path = lat.save(Path(tempfile.mkdtemp()) / "latent.pt")
     lat = sp.LatentSEDGE.load(path)
     print(f"saved and reloaded {path}")
+    # fit ends by re-aligning the latents (an ICA of residuals, kept where Eq. (5) prefers it)
+    print("bases kept by the alignment:", lat.alignment["chosen"])
 
     # 3. the learned variables and graph feed the rest of the package
     seen = lat.encode(y_x, y_z)
