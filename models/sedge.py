@@ -44,6 +44,7 @@ from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate, save_a
 from sedge_pyro.models.columns import Columns, as_frame
 from sedge_pyro.models.factorized import FactorizedPrior
 from sedge_pyro.options import device as check_device
+from sedge_pyro.options import number, whole
 
 __all__ = ["STRUCTURES", "SEDGEModel"]
 
@@ -401,7 +402,15 @@ class SEDGEModel(PyroModule):
         :returns: the model itself.
         :raises DataError: naming the column or count for missing columns, NaN/inf, constant
             columns, non-binary values of a Bernoulli spec, or fewer rows than a batch.
+        :raises OptionError: for a non-positive ``steps``, ``epochs``, ``batch_size``,
+            ``patience`` or ``lr``, or a negative ``seed``.
         """
+        steps = whole("steps", steps, none_ok=True)
+        epochs = whole("epochs", epochs, none_ok=True)
+        batch_size = whole("batch_size", batch_size)
+        patience = whole("patience", patience)
+        seed = whole("seed", seed, low=0)
+        lr = number("lr", lr)
         df = self._frame(data, batch_size=batch_size)
         device = check_device(device)
         if components is None or not self.fitted:

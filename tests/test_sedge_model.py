@@ -237,6 +237,24 @@ def test_bad_options_are_named(synthetic, kwargs, fragment):
         sp.SEDGEModel(graph, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"steps": -5}, "steps=-5"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"lr": -1.0}, "lr=-1.0"),
+        ({"patience": 0}, "patience=0"),
+        ({"seed": -1}, "seed=-1"),
+        ({"steps": "10"}, "steps='10'"),
+    ],
+)
+def test_bad_fit_options_are_named(synthetic, kwargs, fragment):
+    seen, graph = synthetic
+    with pytest.raises(sp.OptionError, match=fragment):
+        sp.SEDGEModel(graph, prior="empirical").fit(seen, progress=False, **kwargs)
+
+
 def test_unfitted_model_says_so(synthetic):
     _, graph = synthetic
     with pytest.raises(sp.SedgeError, match="fit"):
