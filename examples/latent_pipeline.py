@@ -1,7 +1,7 @@
 """The latent pipeline end to end (Sec. 4.1, App. B.1): observations in, observations out.
 
-Run ``python examples/latent_pipeline.py`` (about 2 minutes on 2 CPU cores) or with ``--quick``
-(about 30 s). Steps:
+Run ``python examples/latent_pipeline.py`` (about 70 s on 2 CPU cores) or with ``--quick``
+(about 50 s). Steps:
 
 1. simulate App. B.1's data: Sec. 5.1's features and specs, seen only through 20-dim linear
    mixtures ``Y_X`` and ``Y_Z``; the Oracle combination ``z1 < 0.8, z2 > 1`` is never seen;
