@@ -142,7 +142,7 @@ def match_basis(basis: np.ndarray, latents: np.ndarray) -> np.ndarray:
 
     :param basis: ``(k, k)``, new latents are ``latents @ basis.T``.
     :param latents: the current latents, ``(rows, k)``.
-    :returns: the adjusted basis, ``(k, k)``.
+    :returns: the adjusted basis, ``(k, k)``; all NaN when a new component is constant.
 
     >>> cur = np.random.default_rng(0).normal(size=(200, 2)) * [1.0, 3.0]
     >>> (match_basis(np.array([[0.0, 2.0], [-3.0, 0.0]]), cur).round(6) + 0.0).tolist()
@@ -153,10 +153,14 @@ def match_basis(basis: np.ndarray, latents: np.ndarray) -> np.ndarray:
     cur = np.asarray(latents, dtype=np.float64)
     new = cur @ basis.T
     k = cur.shape[1]
-    corr = np.corrcoef(new, cur, rowvar=False)[:k, k:]
+    sd_new = new.std(0)
+    if not np.all(np.isfinite(sd_new) & (sd_new > 0)):
+        return np.full_like(basis, np.nan)  # a degenerate candidate: the caller drops it
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.nan_to_num(np.corrcoef(new, cur, rowvar=False)[:k, k:])
     rows, cols = linear_sum_assignment(-np.abs(corr))
     out = np.zeros_like(basis)
     for j, slot in zip(rows, cols, strict=True):
         sign = 1.0 if corr[j, slot] >= 0 else -1.0
-        out[slot] = basis[j] * sign * cur[:, slot].std() / new[:, j].std()
+        out[slot] = basis[j] * sign * cur[:, slot].std() / sd_new[j]
     return out

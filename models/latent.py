@@ -585,7 +585,9 @@ class LatentSEDGE:
             heads = net.new_likelihoods(self.n_specs).to(self.device)
             x_t = torch.as_tensor(x_raw @ a_x.T, dtype=torch.float32, device=self.device)
             z_t = torch.as_tensor(z_raw @ a_z.T, dtype=torch.float32, device=self.device)
-            self._fit_heads(heads, x_t[:split], z_t[:split], seed=seed)
+            # enough steps for the masks to settle; fewer on small data, where little rests on it
+            steps = min(2000, max(200, 10 * split))
+            self._fit_heads(heads, x_t[:split], z_t[:split], seed=seed, steps=steps)
             with torch.no_grad():
                 nll = -sum(
                     h.condition(x_t[split:]).log_prob(z_t[split:, i]).mean()

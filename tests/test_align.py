@@ -132,3 +132,13 @@ def test_align_errors() -> None:
         m.align(rng.normal(size=(5, 3)), rng.normal(size=(5, 2)))
     with pytest.raises(DataError, match="y_x"):
         m.align(rng.normal(size=(20, 4)), rng.normal(size=(20, 2)))
+
+
+def test_degenerate_candidates_are_dropped() -> None:
+    """Constant spec observations give constant specs: no ICA candidate for them."""
+    rng = np.random.default_rng(0)
+    assert np.isnan(match_basis(np.eye(2), np.ones((50, 2)))).all()
+    m = LatentSEDGE(2, 1, 5, 4, hidden=(8,))
+    m.fit(rng.normal(size=(50, 5)), np.ones((50, 4)), steps=5, progress=False)
+    assert not any("z:ica" in label for label in m.alignment["scores"]), m.alignment
+    assert np.isfinite(m.encode(rng.normal(size=(3, 5)), np.ones((3, 4))).to_numpy()).all()
