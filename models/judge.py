@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES
-from sedge_pyro.errors import DataError
+from sedge_pyro.errors import DataError, OptionError
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
 
@@ -52,7 +52,7 @@ class AttributeClassifier(nn.Module):
         super().__init__()
         size = whole("size", size)
         if size % 8:
-            raise DataError(f"size={size}: expected a multiple of 8 pixels")
+            raise OptionError(f"size={size}: expected a multiple of 8 pixels")
         self.attributes = {str(k): tuple(str(v) for v in vals) for k, vals in attributes.items()}
         self.size = size
         self.body = nn.Sequential(
@@ -73,9 +73,9 @@ class AttributeClassifier(nn.Module):
 
     def _images(self, images: Any) -> torch.Tensor:
         a = np.asarray(images, dtype=np.float32)
-        if a.ndim != 4 or a.shape[1:] != (3, self.size, self.size):
+        if a.ndim != 4 or a.shape[1:] != (3, self.size, self.size) or len(a) == 0:
             raise DataError(
-                f"images have shape {a.shape}: expected (N, 3, {self.size}, {self.size})"
+                f"images have shape {a.shape}: expected (N, 3, {self.size}, {self.size}), N >= 1"
             )
         if not np.all(np.isfinite(a)):
             raise DataError("images hold NaN or infinite values: expected finite pixels")

@@ -441,12 +441,7 @@ class LatentSEDGE:
             two rows, or a diverging loss.
         :raises OptionError: for a non-positive ``steps``, ``batch_size`` or ``lr``.
         """
-        a_x = _matrix(y_x, self.obs_x_dim, "y_x")
-        a_z = _matrix(y_z, self.obs_z_dim, "y_z")
-        if len(a_x) != len(a_z):
-            raise DataError(f"y_x has {len(a_x)} rows and y_z {len(a_z)}: expected the same rows")
-        if len(a_x) < 2:
-            raise DataError(f"y_x has {len(a_x)} rows: expected at least 2")
+        a_x, a_z = self._pair(y_x, y_z, least=2)
         steps = whole("steps", steps)
         batch_size = whole("batch_size", batch_size)
         checkpoint_every = whole("checkpoint_every", checkpoint_every)
@@ -487,12 +482,7 @@ class LatentSEDGE:
         self.net.eval()
         self._fitted = True
         if align and n_rows >= 10:
-            # own RNG stream: the heads' initialisation and gates are seeded, and the
-            # caller's global torch state is left as SVI left it
-            cuda = [dev.index or 0] if dev.type == "cuda" else []
-            with torch.random.fork_rng(devices=cuda):
-                torch.manual_seed(seed)
-                self._align(t_x, t_z, seed=seed, progress=progress)
+            self._seeded_align(t_x, t_z, seed=seed, progress=progress)
         self.seconds = time.perf_counter() - start
         if checkpoint is not None:
             self.save(checkpoint)
@@ -515,15 +505,26 @@ class LatentSEDGE:
         :raises DataError: for wrong widths, mismatched rows or non-finite values.
         """
         self._check_fitted()
+        a_x, a_z = self._pair(y_x, y_z, least=10)
+        seed = whole("seed", seed, low=0)
+        t_x = self._standardise(torch.as_tensor(a_x, dtype=torch.float32, device=self.device), "x")
+        t_z = self._standardise(torch.as_tensor(a_z, dtype=torch.float32, device=self.device), "z")
+        return self._seeded_align(t_x, t_z, seed=seed, progress=progress)
+
+    def _pair(self, y_x: Any, y_z: Any, *, least: int) -> tuple[np.ndarray, np.ndarray]:
+        """``y_x`` and ``y_z`` as checked matrices with the same rows, at least ``least``."""
         a_x = _matrix(y_x, self.obs_x_dim, "y_x")
         a_z = _matrix(y_z, self.obs_z_dim, "y_z")
         if len(a_x) != len(a_z):
             raise DataError(f"y_x has {len(a_x)} rows and y_z {len(a_z)}: expected the same rows")
-        if len(a_x) < 10:
-            raise DataError(f"y_x has {len(a_x)} rows: expected at least 10 to align on")
-        seed = whole("seed", seed, low=0)
-        t_x = self._standardise(torch.as_tensor(a_x, dtype=torch.float32, device=self.device), "x")
-        t_z = self._standardise(torch.as_tensor(a_z, dtype=torch.float32, device=self.device), "z")
+        if len(a_x) < least:
+            raise DataError(f"y_x has {len(a_x)} rows: expected at least {least}")
+        return a_x, a_z
+
+    def _seeded_align(
+        self, t_x: torch.Tensor, t_z: torch.Tensor, *, seed: int, progress: bool
+    ) -> dict[str, Any]:
+        """:meth:`_align` on its own RNG stream: seeded, and the caller's torch state kept."""
         cuda = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(seed)

@@ -119,5 +119,7 @@ def test_judge_rejects_bad_input(judge, data) -> None:
     bad.loc[0, "colour"] = "purple"
     with pytest.raises(DataError, match="purple"):
         AttributeClassifier().fit(data.images[:3], bad, epochs=1, progress=False)
-    with pytest.raises(DataError, match="multiple of 8"):
+    with pytest.raises(OptionError, match="multiple of 8"):
         AttributeClassifier(size=30)
+    with pytest.raises(DataError, match=r"\(0, 3, 32, 32\)"):
+        judge.predict(data.images[:0])
