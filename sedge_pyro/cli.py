@@ -9,6 +9,7 @@ import argparse
 import json
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -429,7 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            # ArviZ 0.23's once-a-day notice about its own refactor is not the user's concern
+            warnings.filterwarnings(
+                "ignore", message=r"(?s).*ArviZ is undergoing", category=FutureWarning
+            )
+            return int(args.func(args))
     except SedgeError as err:
         print(f"sedge: error: {err}", file=sys.stderr)
         return 2
