@@ -1,0 +1,505 @@
+r"""Image concepts learned from pixels, tied to attribute labels (issue 7; Sec. 5.2, App. D.2).
+
+The paper's text-to-image pipeline learns a graphical model whose features are *image
+concepts* and whose specifications are *text concepts*, with learnable masks deciding which
+image concepts feed which text concept (App. D.2, "Causal Mask"). At laptop scale the text
+concepts are the attribute labels of :func:`sedge_pyro.datasets.shapes`, and the image
+concepts are the latent features of a convolutional VAE trained jointly with the masked heads.
+This is Sec. 4.1's objective with :math:`Z` observed:
+
+.. math::
+
+    L = \underbrace{-E_q \log p(y \mid x) + KL(q(x \mid y) \Vert N(0, I))}_{L_{VAE}}
+        \; - \; \alpha \sum_i E_q \log p(z_i \mid x \odot M_i, z_{-i}) \; + \; \beta \sum_i
+        \lVert M_i \rVert_1 ,
+
+as one Pyro program (``Trace_ELBO``, a subsampled ``pyro.plate``, ``pyro.module`` networks):
+
+* ``X ~ N(0, I)`` (``n_features`` image concepts), pixels ``Y ~ N(dec(X), sigma)``;
+* one observed categorical site per attribute, :math:`z_i \sim \mathrm{Categorical}(h_i(x
+  \odot M_i, z_{-i}))` with a gated :class:`~sedge_pyro.models.masks.SigmoidMask`, its
+  log-probability scaled by :math:`\alpha`;
+* ``pyro.factor`` for :math:`-\beta \, n \sum_i \lVert M_i \rVert_1`;
+* optionally a *pool* of unlabelled images (any combination, the analogue of the paper's
+  backbone trained on broad data, App. D.2 "Backbone"): pixels only, ``X ~ N(0, I)``, no
+  attribute site. The heads, masks and everything SEDGE fits later see labelled rows only.
+
+Three choices differ from a plain reading of App. D.2, each measured on
+:func:`~sedge_pyro.datasets.shapes` (``docs/images.md``):
+
+* each head also sees the *other* attributes' one-hot codes, unmasked and unpenalised, as
+  :func:`~sedge_pyro.inference.learn_structure` does with ``condition_on_specs``: the
+  selection makes attributes dependent in the training rows (no blue circles, so "circle"
+  predicts "not blue"), and without this the colour head keeps shape concepts as parents;
+* the heads are linear by default (``hidden=()``): a linear read-out on few masked concepts
+  pushes each attribute into its own concepts, where an MLP reads an entangled code;
+* :math:`\beta` ramps up from 0 over the first third of a fresh fit, so the heads find their
+  concepts before the penalty can close every mask.
+
+The guide is a convolutional encoder :math:`q(x \mid y)` (diagonal Gaussian). After fitting,
+:meth:`ImageSEDGE.learned_graph` reads the graph off the masks, :meth:`ImageSEDGE.encode`
+gives the image concepts for the rest of the package (``identify``, ``SEDGEModel`` with a
+diffusion prior, the samplers), and :meth:`ImageSEDGE.decode` turns generated concepts into
+pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyro
+import pyro.distributions as dist
+import pyro.optim
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from pyro.infer import SVI, Trace_ELBO
+from torch import nn
+from tqdm.auto import tqdm
+
+from sedge_pyro.datasets import SHAPE_ATTRIBUTES
+from sedge_pyro.errors import DataError, OptionError, SedgeError
+from sedge_pyro.graph import SpecGraph
+from sedge_pyro.models.base import save_atomic
+from sedge_pyro.models.masks import SigmoidMask
+from sedge_pyro.models.nets import mlp
+from sedge_pyro.options import device as check_device
+from sedge_pyro.options import fraction, number, whole
+
+__all__ = ["ImageSEDGE"]
+
+_FORMAT = "sedge-pyro/image-1"
+_MIN_SCALE = 1e-3
+
+
+class _Encoder(nn.Module):
+    """Three stride-2 convolutions, then the Gaussian posterior's location and scale."""
+
+    def __init__(self, size: int, d: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 4, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(2 * width * (size // 8) ** 2, 2 * d),
+        )
+        self.d = d
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(y)
+        return out[:, : self.d], F.softplus(out[:, self.d :]) + _MIN_SCALE
+
+
+class _Decoder(nn.Module):
+    """The mirror of :class:`_Encoder`: pixel means in ``(0, 1)``."""
+
+    def __init__(self, size: int, d: int, width: int) -> None:
+        super().__init__()
+        self.side, self.width = size // 8, width
+        self.fc = nn.Linear(d, 2 * width * self.side**2)
+        self.net = nn.Sequential(
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * width, 2 * width, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, 3, 4, 2, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x).view(-1, 2 * self.width, self.side, self.side)
+        return torch.sigmoid(self.net(h))
+
+
+class _Head(nn.Module):
+    r"""One attribute's likelihood :math:`p(z_i \mid x \odot M_i, z_{-i})`: categorical logits
+    from the gated, masked concepts and the other attributes' one-hot codes (unmasked).
+    """
+
+    def __init__(self, d: int, n_other: int, n_values: int, hidden: Sequence[int], init: float):
+        super().__init__()
+        self.mask = SigmoidMask(d, init=init, temperature=0.5)
+        self.net = mlp(d + n_other, n_values, hidden)
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([self.mask(x), other], -1))
+
+
+class _Networks(nn.Module):
+    def __init__(
+        self,
+        d: int,
+        size: int,
+        width: int,
+        attributes: Mapping[str, Sequence[str]],
+        hidden: Sequence[int],
+        mask_init: float,
+    ) -> None:
+        super().__init__()
+        self.enc = _Encoder(size, d, width)
+        self.dec = _Decoder(size, d, width)
+        total = sum(len(v) for v in attributes.values())
+        self.heads = nn.ModuleDict(
+            {a: _Head(d, total - len(v), len(v), hidden, mask_init) for a, v in attributes.items()}
+        )
+        self.sizes = [len(v) for v in attributes.values()]
+        self.raw_sigma = nn.Parameter(torch.tensor(-2.0))
+
+    def sigma(self) -> torch.Tensor:
+        return F.softplus(self.raw_sigma) + _MIN_SCALE
+
+    def l1(self) -> torch.Tensor:
+        return sum((h.mask.l1() for h in self.heads.values()), self.raw_sigma.new_zeros(()))
+
+    def logits(self, x: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+        """Every head's logits for concepts ``x`` and attribute codes ``z``."""
+        hot = [F.one_hot(z[:, j], k).to(x.dtype) for j, k in enumerate(self.sizes)]
+        return [
+            head(x, torch.cat(hot[:j] + hot[j + 1 :], -1))
+            for j, head in enumerate(self.heads.values())
+        ]
+
+
+class ImageSEDGE:
+    r"""A convolutional VAE whose latent image concepts feed masked attribute heads.
+
+    See the module docstring for the objective.
+
+    :param n_features: the number of image concepts :math:`X`.
+    :param size: the image side in pixels, a multiple of 8.
+    :param attributes: attribute name -> its values (label-code order); default those of
+        :func:`~sedge_pyro.datasets.shapes`.
+    :param width: channels of the first convolution (the others have twice as many).
+    :param hidden: hidden layer sizes of each attribute head (default linear).
+    :param alpha: :math:`\alpha`, the weight of the heads' log-likelihood.
+    :param beta: :math:`\beta`, the weight of the L1 mask penalty (nats per row and unit of
+        mask); it ramps up from 0 over the first third of a fresh fit.
+    :param mask_init: the initial mask probability of every (attribute, concept) pair.
+    :raises OptionError: for a bad size, count, weight or attribute list.
+
+    References: Sec. 4.1 (Eqs. 5-7), Sec. 5.2 and App. D.2 of the SEDGE paper.
+
+    >>> import sedge_pyro as sp
+    >>> data = sp.datasets.shapes(64, seed=0)
+    >>> m = ImageSEDGE(4, width=4).fit(data.images, data.labels, steps=2, progress=False)
+    >>> m.encode(data.images[:3]).shape
+    (3, 4)
+    >>> m.decode(m.encode(data.images[:3])).shape
+    (3, 3, 32, 32)
+    """
+
+    def __init__(
+        self,
+        n_features: int = 10,
+        size: int = 32,
+        *,
+        attributes: Mapping[str, Sequence[str]] = SHAPE_ATTRIBUTES,
+        width: int = 32,
+        hidden: Sequence[int] = (),
+        alpha: float = 50.0,
+        beta: float = 3.0,
+        mask_init: float = 0.5,
+    ) -> None:
+        self.n_features = whole("n_features", n_features)
+        self.size = whole("size", size, low=8)
+        if self.size % 8:
+            raise OptionError(f"size={size}: expected a multiple of 8 pixels")
+        self.attributes = {str(k): tuple(str(v) for v in vals) for k, vals in attributes.items()}
+        if not self.attributes or any(len(v) < 2 for v in self.attributes.values()):
+            raise OptionError(
+                f"attributes={attributes!r}: expected at least one attribute, each with two or "
+                "more values"
+            )
+        self.width = whole("width", width)
+        self.hidden = tuple(whole("hidden", h) for h in hidden)
+        self.alpha = number("alpha", alpha, positive=False)
+        self.beta = number("beta", beta, positive=False)
+        self.mask_init = fraction("mask_init", mask_init)
+        self.feature_names = [f"x{j + 1}" for j in range(self.n_features)]
+        self.net = _Networks(
+            self.n_features, self.size, self.width, self.attributes, self.hidden, self.mask_init
+        )
+        self.history: dict[str, list[float]] = {"loss": []}
+        self.seconds = 0.0
+        self.device = torch.device("cpu")
+        self._fitted = False
+        self._beta_now = self.beta
+
+    # -- data ---------------------------------------------------------------------------
+
+    def _images(self, images: Any, name: str = "images") -> torch.Tensor:
+        a = np.asarray(images, dtype=np.float32)
+        if a.ndim != 4 or a.shape[1:] != (3, self.size, self.size) or len(a) == 0:
+            raise DataError(
+                f"{name} have shape {a.shape}: expected (N, 3, {self.size}, {self.size}), N > 0"
+            )
+        if not np.all(np.isfinite(a)):
+            raise DataError(f"{name} hold NaN or infinite values: expected finite pixels")
+        return torch.as_tensor(a, device=self.device)
+
+    def codes(self, labels: pd.DataFrame) -> torch.Tensor:
+        """Integer codes of the attribute columns of ``labels``, ``(N, n_attributes)``.
+
+        :raises DataError: naming a missing column or an unknown value.
+        """
+        if not isinstance(labels, pd.DataFrame):
+            raise DataError(f"labels is a {type(labels).__name__}: expected a DataFrame")
+        cols = []
+        for attr, values in self.attributes.items():
+            if attr not in labels.columns:
+                raise DataError(f"labels have no column {attr!r}: expected {list(self.attributes)}")
+            col = labels[attr].astype(str)
+            bad = sorted(set(col) - set(values))
+            if bad:
+                raise DataError(f"labels column {attr!r} holds {bad}: expected {list(values)}")
+            cols.append(col.map({v: i for i, v in enumerate(values)}).to_numpy(np.int64))
+        return torch.as_tensor(np.stack(cols, 1), device=self.device)
+
+    # -- the Pyro program ---------------------------------------------------------------
+
+    def model(
+        self, y: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None, batch_size: int
+    ) -> None:
+        """Prior, pixel likelihood, the masked attribute heads and the L1 penalty; the pool's
+        images (if any) with prior and pixel likelihood only.
+        """
+        net = self.net
+        pyro.module("image_sedge", net)
+        n_rows = y.shape[0]
+        with pyro.plate("rows", n_rows, subsample_size=batch_size) as idx:
+            x = self._concepts("X", len(idx), y)
+            pyro.sample("Y", dist.Normal(net.dec(x), net.sigma()).to_event(3), obs=y[idx])
+            with poutine.scale(scale=self.alpha):
+                for j, (attr, logits) in enumerate(
+                    zip(net.heads, net.logits(x, z[idx]), strict=True)
+                ):
+                    pyro.sample(f"Z_{attr}", dist.Categorical(logits=logits), obs=z[idx, j])
+        pyro.factor("L_s", -self._beta_now * n_rows * net.l1())
+        if pool is not None:
+            with pyro.plate("pool", pool.shape[0], subsample_size=batch_size) as jdx:
+                x = self._concepts("X_pool", len(jdx), pool)
+                pyro.sample(
+                    "Y_pool", dist.Normal(net.dec(x), net.sigma()).to_event(3), obs=pool[jdx]
+                )
+
+    def _concepts(self, name: str, n: int, like: torch.Tensor) -> torch.Tensor:
+        prior = dist.Normal(like.new_zeros(()), 1.0).expand([n, self.n_features]).to_event(1)
+        return pyro.sample(name, prior)
+
+    def guide(
+        self, y: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None, batch_size: int
+    ) -> None:
+        r"""The convolutional encoder :math:`q(x \mid y)`, on labelled and pool images."""
+        net = self.net
+        pyro.module("image_sedge", net)
+        with pyro.plate("rows", y.shape[0], subsample_size=batch_size) as idx:
+            loc, scale = net.enc(y[idx])
+            pyro.sample("X", dist.Normal(loc, scale).to_event(1))
+        if pool is not None:
+            with pyro.plate("pool", pool.shape[0], subsample_size=batch_size) as jdx:
+                loc, scale = net.enc(pool[jdx])
+                pyro.sample("X_pool", dist.Normal(loc, scale).to_event(1))
+
+    # -- fitting ------------------------------------------------------------------------
+
+    def fit(
+        self,
+        images: Any,
+        labels: pd.DataFrame,
+        *,
+        pool: Any = None,
+        steps: int = 3000,
+        batch_size: int = 64,
+        lr: float = 2e-3,
+        seed: int = 0,
+        progress: bool = True,
+        device: str | torch.device = "cpu",
+    ) -> ImageSEDGE:
+        """Fit by SVI on minibatches; appends the per-row loss of every step to ``history``.
+
+        :param images: training images (S = 1), ``(N, 3, size, size)`` in ``[0, 1]``.
+        :param labels: their attributes, a DataFrame with a column per attribute.
+        :param pool: optional unlabelled images of any combination (the backbone's broad data,
+            App. D.2), ``(M, 3, size, size)``; used for the pixel likelihood only.
+        :param steps: SVI steps (continues from the current weights on a fitted model).
+        :param batch_size: images per step (capped at the number of images).
+        :param lr: Adam's learning rate.
+        :param seed: seeds Pyro (initialisation of fresh parameters, minibatches, gates).
+        :param progress: show a tqdm progress bar.
+        :param device: ``"cpu"`` or ``"cuda"``.
+        :returns: ``self``.
+        :raises DataError: for a wrong image shape, bad labels, mismatched rows or a
+            diverging loss.
+        :raises OptionError: for a non-positive ``steps``, ``batch_size`` or ``lr``.
+        """
+        steps = whole("steps", steps)
+        batch_size = whole("batch_size", batch_size)
+        lr = number("lr", lr)
+        seed = whole("seed", seed, low=0)
+        self.to(device)
+        y, z = self._images(images), self.codes(labels)
+        if len(y) != len(z):
+            raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
+        u = None if pool is None else self._images(pool, "pool")
+        batch = min(batch_size, len(y), len(y) if u is None else len(u))
+        start = time.perf_counter()
+        pyro.set_rng_seed(seed)
+        self.net.train()
+        with pyro.get_param_store().scope():
+            svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
+            bar = tqdm(range(1, steps + 1), desc="fit ImageSEDGE", disable=not progress)
+            warm = max(1, steps // 3) if not self._fitted else 0
+            for step in bar:
+                # the L1 price ramps up over the first third of a fresh fit, so the heads find
+                # their concepts before the penalty can close every mask
+                self._beta_now = self.beta * min(1.0, step / warm) if warm else self.beta
+                loss = svi.step(y, z, u, batch) / len(y)
+                if not math.isfinite(loss):
+                    raise DataError(f"the loss became {loss} at step {step}; try a smaller lr={lr}")
+                self.history["loss"].append(loss)
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{loss:.1f}")
+            bar.close()
+        self.net.eval()
+        self._fitted = True
+        self.seconds += time.perf_counter() - start
+        return self
+
+    def to(self, device: str | torch.device) -> ImageSEDGE:
+        """Move the networks to ``device``; returns ``self``."""
+        self.device = check_device(device)
+        self.net.to(self.device)
+        return self
+
+    # -- using the fit ------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise SedgeError("the model is not fitted: call model.fit(images, labels) first")
+
+    @torch.no_grad()
+    def encode(self, images: Any, batch_size: int = 1024) -> pd.DataFrame:
+        """Posterior means of the image concepts, a DataFrame ``x1 .. xd``."""
+        self._check_fitted()
+        y = self._images(images)
+        locs = [self.net.enc(y[i : i + batch_size])[0] for i in range(0, len(y), batch_size)]
+        out = torch.cat(locs).cpu().numpy().astype(np.float64)
+        return pd.DataFrame(out, columns=self.feature_names)
+
+    @torch.no_grad()
+    def decode(self, x: Any, batch_size: int = 1024) -> np.ndarray:
+        """Pixel means for image concepts ``x`` (a DataFrame is read by feature names)."""
+        self._check_fitted()
+        if isinstance(x, pd.DataFrame):
+            missing = [f for f in self.feature_names if f not in x.columns]
+            if missing:
+                raise DataError(f"x has no column {missing[0]!r}: expected {self.feature_names}")
+            x = x[self.feature_names].to_numpy()
+        a = np.asarray(x, dtype=np.float32)
+        if a.ndim != 2 or a.shape[1] != self.n_features or not np.all(np.isfinite(a)):
+            raise DataError(
+                f"x has shape {a.shape}: expected finite (rows, {self.n_features}) concepts"
+            )
+        t = torch.as_tensor(a, device=self.device)
+        parts = [self.net.dec(t[i : i + batch_size]) for i in range(0, len(t), batch_size)]
+        return torch.cat(parts).cpu().numpy()
+
+    def masks(self) -> pd.DataFrame:
+        r"""Mask probabilities :math:`M_{ij}`: attributes (rows) x image concepts."""
+        with torch.no_grad():
+            w = torch.stack([h.mask.weights for h in self.net.heads.values()])
+        return pd.DataFrame(
+            w.cpu().numpy().astype(np.float64),
+            index=list(self.attributes),
+            columns=self.feature_names,
+        )
+
+    def learned_graph(
+        self, threshold: float = 0.5, *, selection_parents: Sequence[str] | None = None
+    ) -> SpecGraph:
+        """The graph with an edge ``concept -> attribute`` where the mask exceeds ``threshold``
+        (concepts with no edge stay in the graph as features).
+
+        :param threshold: the mask probability an edge needs.
+        :param selection_parents: the attributes the selection acts on (default all of them).
+        :raises SedgeError: naming an attribute none of whose masks exceeds ``threshold``.
+        """
+        self._check_fitted()
+        threshold = fraction("threshold", threshold)
+        m = self.masks()
+        parents = {a: [f for f in self.feature_names if m.loc[a, f] > threshold] for a in m.index}
+        for attr, ps in parents.items():
+            if not ps:
+                raise SedgeError(
+                    f"attribute {attr!r} has no concept with a mask above threshold={threshold} "
+                    f"(largest {m.loc[attr].max():.2f}): fit longer or lower the threshold"
+                )
+        return SpecGraph.from_parents(
+            parents, features=self.feature_names, selection_parents=selection_parents
+        )
+
+    # -- saving -------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        return {
+            "n_features": self.n_features,
+            "size": self.size,
+            "attributes": {k: list(v) for k, v in self.attributes.items()},
+            "width": self.width,
+            "hidden": list(self.hidden),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "mask_init": self.mask_init,
+        }
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+        """Save configuration, weights and history to one file (written atomically).
+
+        :raises SedgeError: when ``overwrite=False`` and the file exists.
+        """
+        state = {
+            "format": _FORMAT,
+            "config": self.config(),
+            "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "history": {k: list(v) for k, v in self.history.items()},
+            "fitted": self._fitted,
+            "seconds": self.seconds,
+        }
+        return save_atomic(state, path, overwrite=overwrite)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+    ) -> ImageSEDGE:
+        """Load a model written by :meth:`save`.
+
+        :raises SedgeError: naming the path when it is missing or not a saved ImageSEDGE.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise SedgeError(f"{str(p)!r} does not exist: expected a saved ImageSEDGE")
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+            raise SedgeError(f"{str(p)!r} is not a saved ImageSEDGE: {err}") from None
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            raise SedgeError(f"{str(p)!r} is not a saved ImageSEDGE of format {_FORMAT}")
+        model = cls(**state["config"])
+        model.net.load_state_dict(state["state"])
+        model.history = state["history"]
+        model._fitted = bool(state["fitted"])
+        model.seconds = float(state["seconds"])
+        model.net.eval()
+        return model.to(device)
