@@ -133,15 +133,22 @@ def one_run(seed: int, quick: bool, pool: bool) -> dict[str, Any]:
         for method, xs in gens.items():
             score = _score(judge, vae.decode(xs), combo, ref)
             print(f"  {'+'.join(combo.values())} {method}: joint {score['joint']:.3f}", flush=True)
-            rows.append({"combo": "+".join(combo.values()), "method": method, **score})
+            rows.append(
+                {
+                    "combo": "+".join(combo.values()),
+                    "method": method,
+                    "status": str(res.status),
+                    **score,
+                }
+            )
         rows.append(
             {
                 "combo": "+".join(combo.values()),
                 "method": "real images",
+                "status": str(res.status),
                 **_score(judge, ref[:draws], combo, ref[draws:]),
             }
         )
-        rows[-1]["status"] = str(res.status)
     return {
         "seed": seed,
         "pool": pool,
