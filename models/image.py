@@ -166,7 +166,7 @@ class _Networks(nn.Module):
         """Every head's logits for concepts ``x`` and attribute codes ``z``."""
         hot = [F.one_hot(z[:, j], k).to(x.dtype) for j, k in enumerate(self.sizes)]
         return [
-            head(x, torch.cat(hot[:j] + hot[j + 1 :], -1))
+            head(x, torch.cat([x.new_zeros(len(x), 0), *hot[:j], *hot[j + 1 :]], -1))
             for j, head in enumerate(self.heads.values())
         ]
 

@@ -84,3 +84,9 @@ def test_errors_name_the_argument(fitted, data, tmp_path):
         fitted.fit(data.images[:4], data.labels.head(4), steps=0)
     with pytest.raises(SedgeError, match="does not exist"):
         ImageSEDGE.load(tmp_path / "missing.pt")
+
+
+def test_a_single_attribute_has_no_other_codes(data):
+    m = ImageSEDGE(3, width=4, attributes={"colour": ["red", "green", "blue"]})
+    m.fit(data.images[:64], data.labels.head(64), steps=3, seed=0, progress=False)
+    assert m.masks().shape == (1, 3) and m.learned_graph(0.01).specs == ("colour",)
