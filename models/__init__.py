@@ -4,6 +4,8 @@ from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
 from sedge_pyro.models.columns import Column, Columns
 from sedge_pyro.models.conditional import NearestNeighbourConditional
 from sedge_pyro.models.factorized import FactorizedPrior
+from sedge_pyro.models.image import ImageSEDGE
+from sedge_pyro.models.judge import AttributeClassifier
 from sedge_pyro.models.latent import LatentSEDGE
 from sedge_pyro.models.likelihoods import (
     BernoulliMLP,
@@ -19,6 +21,7 @@ from sedge_pyro.models.sedge import STRUCTURES, SEDGEModel
 
 __all__ = [
     "STRUCTURES",
+    "AttributeClassifier",
     "BernoulliMLP",
     "CategoricalMLP",
     "Column",
@@ -31,6 +34,7 @@ __all__ = [
     "FlowPrior",
     "GaussianMLP",
     "GaussianPrior",
+    "ImageSEDGE",
     "JointGaussian",
     "LatentSEDGE",
     "NearestNeighbourConditional",
