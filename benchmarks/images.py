@@ -85,10 +85,8 @@ def one_run(seed: int, quick: bool, pool: bool) -> dict[str, Any]:
     graph = vae.learned_graph(selection_parents=selected)
     x = vae.encode(data.images)
     df = pd.concat([x, data.labels[attrs].astype(str)], axis=1)
-    judge = AttributeClassifier().fit(
-        *(lambda d: (d.images, d.labels))(shapes(4000, seed=seed + 2000, held_out=())),
-        progress=False,
-    )
+    own = shapes(4000, seed=seed + 2000, held_out=())  # the judge's own draw, every combination
+    judge = AttributeClassifier().fit(own.images, own.labels, progress=False)
     real = shapes(3000, seed=seed + 3000, held_out=())
 
     t1 = time.perf_counter()

@@ -28,7 +28,7 @@ from torch import nn
 
 from sedge_pyro.errors import SedgeError
 
-__all__ = ["ConditionalDensity", "Prior", "data_plate", "save_atomic"]
+__all__ = ["ConditionalDensity", "Prior", "data_plate", "load_saved", "save_atomic"]
 
 
 @contextlib.contextmanager
@@ -135,6 +135,29 @@ class Prior(nn.Module):
     def trainable(self) -> bool:
         """Whether the prior has parameters to fit."""
         return any(p.requires_grad for p in self.parameters())
+
+
+def load_saved(
+    path: str | os.PathLike[str], fmt: Any, kind: str, *, map_location: Any = "cpu"
+) -> dict[str, Any]:
+    """Read a file written by a model's ``save`` and check its format tag.
+
+    :param path: the file.
+    :param fmt: the ``"format"`` value the file must carry.
+    :param kind: the class name, for messages (``"a saved <kind>"``).
+    :returns: the saved dict.
+    :raises SedgeError: naming the path when it is missing, unreadable or of another format.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SedgeError(f"{str(p)!r} does not exist: expected a saved {kind}")
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+        raise SedgeError(f"{str(p)!r} is not a saved {kind}: {err}") from None
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise SedgeError(f"{str(p)!r} is not a saved {kind} of format {fmt}")
+    return state
 
 
 def save_atomic(state: Any, path: str | os.PathLike[str], *, overwrite: bool) -> Path:

@@ -64,10 +64,10 @@ from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 from tqdm.auto import tqdm
 
-from sedge_pyro.datasets import SHAPE_ATTRIBUTES
+from sedge_pyro.datasets import SHAPE_ATTRIBUTES, attribute_codes, image_array
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.base import save_atomic
+from sedge_pyro.models.base import load_saved, save_atomic
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
 from sedge_pyro.options import device as check_device
@@ -239,32 +239,14 @@ class ImageSEDGE:
     # -- data ---------------------------------------------------------------------------
 
     def _images(self, images: Any, name: str = "images") -> torch.Tensor:
-        a = np.asarray(images, dtype=np.float32)
-        if a.ndim != 4 or a.shape[1:] != (3, self.size, self.size) or len(a) == 0:
-            raise DataError(
-                f"{name} have shape {a.shape}: expected (N, 3, {self.size}, {self.size}), N > 0"
-            )
-        if not np.all(np.isfinite(a)):
-            raise DataError(f"{name} hold NaN or infinite values: expected finite pixels")
-        return torch.as_tensor(a, device=self.device)
+        return torch.as_tensor(image_array(images, self.size, name), device=self.device)
 
     def codes(self, labels: pd.DataFrame) -> torch.Tensor:
         """Integer codes of the attribute columns of ``labels``, ``(N, n_attributes)``.
 
         :raises DataError: naming a missing column or an unknown value.
         """
-        if not isinstance(labels, pd.DataFrame):
-            raise DataError(f"labels is a {type(labels).__name__}: expected a DataFrame")
-        cols = []
-        for attr, values in self.attributes.items():
-            if attr not in labels.columns:
-                raise DataError(f"labels have no column {attr!r}: expected {list(self.attributes)}")
-            col = labels[attr].astype(str)
-            bad = sorted(set(col) - set(values))
-            if bad:
-                raise DataError(f"labels column {attr!r} holds {bad}: expected {list(values)}")
-            cols.append(col.map({v: i for i, v in enumerate(values)}).to_numpy(np.int64))
-        return torch.as_tensor(np.stack(cols, 1), device=self.device)
+        return torch.as_tensor(attribute_codes(labels, self.attributes), device=self.device)
 
     # -- the Pyro program ---------------------------------------------------------------
 
@@ -487,15 +469,7 @@ class ImageSEDGE:
 
         :raises SedgeError: naming the path when it is missing or not a saved ImageSEDGE.
         """
-        p = Path(path)
-        if not p.is_file():
-            raise SedgeError(f"{str(p)!r} does not exist: expected a saved ImageSEDGE")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-            raise SedgeError(f"{str(p)!r} is not a saved ImageSEDGE: {err}") from None
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise SedgeError(f"{str(p)!r} is not a saved ImageSEDGE of format {_FORMAT}")
+        state = load_saved(path, _FORMAT, "ImageSEDGE")
         model = cls(**state["config"])
         model.net.load_state_dict(state["state"])
         model.history = state["history"]

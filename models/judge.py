@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from sedge_pyro.datasets import SHAPE_ATTRIBUTES
+from sedge_pyro.datasets import SHAPE_ATTRIBUTES, attribute_codes, image_array
 from sedge_pyro.errors import DataError, OptionError
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
@@ -72,28 +72,12 @@ class AttributeClassifier(nn.Module):
         self.heads = nn.ModuleDict({a: nn.Linear(64, len(v)) for a, v in self.attributes.items()})
 
     def _images(self, images: Any) -> torch.Tensor:
-        a = np.asarray(images, dtype=np.float32)
-        if a.ndim != 4 or a.shape[1:] != (3, self.size, self.size) or len(a) == 0:
-            raise DataError(
-                f"images have shape {a.shape}: expected (N, 3, {self.size}, {self.size}), N >= 1"
-            )
-        if not np.all(np.isfinite(a)):
-            raise DataError("images hold NaN or infinite values: expected finite pixels")
         dev = next(self.parameters()).device
-        return torch.as_tensor(a, device=dev)
+        return torch.as_tensor(image_array(images, self.size), device=dev)
 
     def _codes(self, labels: pd.DataFrame) -> torch.Tensor:
-        cols = []
-        for attr, values in self.attributes.items():
-            if attr not in labels.columns:
-                raise DataError(f"labels have no column {attr!r}: expected {list(self.attributes)}")
-            col = labels[attr].astype(str)
-            bad = sorted(set(col) - set(values))
-            if bad:
-                raise DataError(f"labels column {attr!r} holds {bad}: expected {list(values)}")
-            cols.append(col.map({v: i for i, v in enumerate(values)}).to_numpy(np.int64))
         dev = next(self.parameters()).device
-        return torch.as_tensor(np.stack(cols, 1), device=dev)
+        return torch.as_tensor(attribute_codes(labels, self.attributes), device=dev)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Logits per attribute, each ``(N, n_values)``."""
@@ -186,6 +170,8 @@ class AttributeClassifier(nn.Module):
 
         :raises DataError: when ``labels`` has none of them, or other rows than ``images``.
         """
+        if not isinstance(labels, pd.DataFrame):
+            raise DataError(f"labels is a {type(labels).__name__}: expected a DataFrame")
         known = [a for a in self.attributes if a in labels.columns]
         if not known:
             raise DataError(

@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.base import save_atomic
+from sedge_pyro.models.base import load_saved, save_atomic
 from sedge_pyro.models.likelihoods import GaussianMLP
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
@@ -691,15 +691,7 @@ class LatentSEDGE:
 
         :raises SedgeError: naming the path when it is missing or not a saved LatentSEDGE.
         """
-        p = Path(path)
-        if not p.is_file():
-            raise SedgeError(f"{str(p)!r} does not exist: expected a saved LatentSEDGE")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-            raise SedgeError(f"{str(p)!r} is not a saved LatentSEDGE: {err}") from None
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise SedgeError(f"{str(p)!r} is not a saved LatentSEDGE of format {_FORMAT}")
+        state = load_saved(path, _FORMAT, "LatentSEDGE")
         config = dict(state["config"])
         if config.get("graph") is not None:
             config["graph"] = SpecGraph.from_json(config["graph"])
@@ -707,7 +699,7 @@ class LatentSEDGE:
         missing, unexpected = model.net.load_state_dict(state["state"], strict=False)
         if unexpected or set(missing) - {"align_x", "align_z"}:
             raise SedgeError(
-                f"{str(p)!r} does not match its configuration: missing {missing}, "
+                f"{str(path)!r} does not match its configuration: missing {missing}, "
                 f"unexpected {unexpected}"
             )
         model.alignment = state.get("alignment")

@@ -40,7 +40,13 @@ from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.models import likelihoods as L
 from sedge_pyro.models import priors as P
-from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate, save_atomic
+from sedge_pyro.models.base import (
+    ConditionalDensity,
+    Prior,
+    data_plate,
+    load_saved,
+    save_atomic,
+)
 from sedge_pyro.models.columns import Columns, as_frame
 from sedge_pyro.models.factorized import FactorizedPrior
 from sedge_pyro.options import device as check_device
@@ -663,15 +669,7 @@ class SEDGEModel(PyroModule):
 
         :raises SedgeError: naming the path when it is missing or not a sedge-pyro model.
         """
-        p = Path(path)
-        if not p.is_file():
-            raise SedgeError(f"{str(p)!r} does not exist: expected a saved SEDGEModel")
-        try:
-            state = torch.load(p, map_location=device, weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-            raise SedgeError(f"{str(p)!r} is not a saved SEDGEModel: {err}") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-            raise SedgeError(f"{str(p)!r} is not a saved SEDGEModel of format {FORMAT_VERSION}")
+        state = load_saved(path, FORMAT_VERSION, "SEDGEModel", map_location=device)
         graph = SpecGraph.from_json(state["graph"])
         model = cls(
             graph,

@@ -40,6 +40,8 @@ __all__ = [
     "Mechanism",
     "ShapesData",
     "SyntheticData",
+    "attribute_codes",
+    "image_array",
     "linear_gaussian",
     "paper_latent",
     "paper_synthetic",
@@ -928,6 +930,44 @@ def _render(labels: pd.DataFrame, size: int, rng: np.random.Generator) -> np.nda
     background = 0.1 + rng.normal(0.0, 0.02, (n, 3, size, size)).astype(np.float32)
     image = background * (1 - cover) + rgb[:, :, None, None] * cover
     return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
+def image_array(images: Any, size: int, name: str = "images") -> np.ndarray:
+    """``images`` as a float32 array ``(N, 3, size, size)``, N >= 1, finite.
+
+    :raises DataError: naming ``name`` with the shape found, or for NaN / infinite pixels.
+    """
+    a = np.asarray(images, dtype=np.float32)
+    if a.ndim != 4 or a.shape[1:] != (3, size, size) or len(a) == 0:
+        raise DataError(f"{name} have shape {a.shape}: expected (N, 3, {size}, {size}), N >= 1")
+    if not np.all(np.isfinite(a)):
+        raise DataError(f"{name} hold NaN or infinite values: expected finite pixels")
+    return a
+
+
+def attribute_codes(labels: Any, attributes: Mapping[str, Any]) -> np.ndarray:
+    """Integer codes ``(N, n_attributes)`` of the attribute columns of ``labels``, each value
+    coded by its position in ``attributes[name]``.
+
+    :raises DataError: naming a missing column or an unknown value.
+
+    >>> attribute_codes(pd.DataFrame({"colour": ["blue", "red"]}), {"colour": ["red", "blue"]})
+    array([[1],
+           [0]])
+    """
+    if not isinstance(labels, pd.DataFrame):
+        raise DataError(f"labels is a {type(labels).__name__}: expected a DataFrame")
+    cols = []
+    for attr, values in attributes.items():
+        if attr not in labels.columns:
+            raise DataError(f"labels have no column {attr!r}: expected {list(attributes)}")
+        col = labels[attr].astype(str)
+        values = [str(v) for v in values]
+        bad = sorted(set(col) - set(values))
+        if bad:
+            raise DataError(f"labels column {attr!r} holds {bad}: expected {values}")
+        cols.append(col.map({v: i for i, v in enumerate(values)}).to_numpy(np.int64))
+    return np.stack(cols, 1)
 
 
 def shapes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES, SHAPES_HELD_OUT, shapes
@@ -123,3 +124,27 @@ def test_judge_rejects_bad_input(judge, data) -> None:
         AttributeClassifier(size=30)
     with pytest.raises(DataError, match=r"\(0, 3, 32, 32\)"):
         judge.predict(data.images[:0])
+    with pytest.raises(DataError, match="labels is a ndarray"):
+        judge.accuracy(data.images[:3], data.labels.to_numpy()[:3])
+    with pytest.raises(DataError, match="labels is a dict"):
+        AttributeClassifier().fit(data.images[:3], {"colour": ["red"] * 3}, progress=False)
+
+
+def test_attribute_codes_and_image_array_name_the_culprit() -> None:
+    from sedge_pyro.datasets import attribute_codes, image_array
+
+    labels = pd.DataFrame({"shape": ["square", "circle"], "colour": ["red", "blue"]})
+    codes = attribute_codes(labels, {"shape": ["circle", "square"], "colour": ["red", "blue"]})
+    assert codes.tolist() == [[1, 0], [0, 1]] and codes.dtype == np.int64
+    with pytest.raises(DataError, match="no column 'size'"):
+        attribute_codes(labels, {"size": ["small", "large"]})
+    with pytest.raises(DataError, match=r"column 'colour' holds \['blue'\]"):
+        attribute_codes(labels, {"colour": ["red", "green"]})
+    ok = image_array(np.zeros((2, 3, 8, 8)), 8)
+    assert ok.dtype == np.float32 and ok.shape == (2, 3, 8, 8)
+    with pytest.raises(DataError, match=r"pool have shape \(2, 8, 8\)"):
+        image_array(np.zeros((2, 8, 8)), 8, "pool")
+    bad = np.zeros((1, 3, 8, 8))
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        image_array(bad, 8)
