@@ -531,7 +531,10 @@ class Target:
         seen = self.model.seen
         if seen is None or isinstance(self.tolerance, int | float):
             return self.tolerance
-        return {k: _tolerance(k, seen[k], self.tolerance) for k in self.target}
+        # a tolerance widens points on continuous specs only (labels match exactly)
+        return {
+            k: _tolerance(k, seen[k], self.tolerance) for k in self.target if is_continuous(seen[k])
+        }
 
     def observed(self) -> dict[str, np.ndarray]:
         """The target as arrays for ArviZ's ``observed_data`` (an interval as two bounds, a

@@ -200,15 +200,16 @@ class Columns:
         return cls([Column(**c) for c in data.values()])
 
 
-def check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
+def check_columns(df: pd.DataFrame, names: Sequence[str], what: str = "data") -> None:
     """Every name is a column without NaN or inf.
 
+    :param what: the argument's name in messages.
     :raises DataError: naming the first missing column, or the column and count of bad values.
     """
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise DataError(
-            f"data has no column {missing[0]!r}"
+            f"{what} has no column {missing[0]!r}"
             + (f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
             + f": expected a column per graph node, got {', '.join(map(str, df.columns))}"
         )
@@ -216,11 +217,13 @@ def check_columns(df: pd.DataFrame, names: Sequence[str]) -> None:
         values = df[name]
         nan = int(values.isna().sum())
         if nan:
-            raise DataError(f"column {name!r} holds {nan} NaN value(s): expected complete rows")
+            raise DataError(
+                f"{what} column {name!r} holds {nan} NaN value(s): expected complete rows"
+            )
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
             if inf:
-                raise DataError(f"column {name!r} holds {inf} infinite value(s)")
+                raise DataError(f"{what} column {name!r} holds {inf} infinite value(s)")
 
 
 def _continuous(values: pd.Series, name: str, role: str) -> Column:

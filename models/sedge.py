@@ -389,6 +389,7 @@ class SEDGEModel(PyroModule):
         val_fraction: float = 0.1,
         patience: int = 10,
         components: Sequence[str] | None = None,
+        prior_data: Any = None,
         progress: bool = True,
     ) -> SEDGEModel:
         """Fit every component on training rows by SVI (maximum likelihood, Eq. 4).
@@ -404,6 +405,14 @@ class SEDGEModel(PyroModule):
         :param val_fraction: held-out share for early stopping on the held-out NLL.
         :param patience: evaluations (every 50 steps) without improvement before stopping.
         :param components: refit only these (names as in :attr:`history`) of a fitted model.
+        :param prior_data: feature rows drawn *without* the selection (a column per feature;
+            spec columns, if any, are ignored), to fit the prior on the population
+            :math:`p(X)` instead of the training rows' :math:`p_D(X)`. The selection acts on
+            the specs, so the training rows' features are tilted towards seen combinations,
+            and a novel combination's features may lie outside their support; unlabelled
+            rows (e.g. the concepts of a broad image set, the prior of App. D.2) do not have
+            that gap. Only the prior uses them: the likelihoods, and ``plan``'s
+            :math:`p_D` terms, still come from ``data``.
         :param progress: show progress bars.
         :returns: the model itself.
         :raises DataError: naming the column or count for missing columns, NaN/inf, constant
@@ -437,6 +446,8 @@ class SEDGEModel(PyroModule):
             self.history = {}
         self.to(device)
         t = self.tensors(df, device=device)
+        if prior_data is not None:
+            t = dict(t, X_prior=self._prior_rows(prior_data, device))
         jobs = self._jobs(t)
         if components is not None:
             unknown = [c for c in components if c not in jobs]
@@ -449,7 +460,7 @@ class SEDGEModel(PyroModule):
         for i, (name, (module, fn, tensors)) in enumerate(outer):
             outer.set_postfix(component=name)
             if isinstance(module, Prior):
-                module.setup(t["X"])
+                module.setup(tensors[0])
                 if not module.trainable:
                     self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
                     continue
@@ -470,12 +481,23 @@ class SEDGEModel(PyroModule):
             self.history[name] = h.to_dict()
         return self
 
+    def _prior_rows(self, data: Any, device: torch.device) -> torch.Tensor:
+        """The normalised feature tensor of ``prior_data``, checked."""
+        from sedge_pyro.models.columns import check_columns
+
+        assert self.columns is not None
+        df = as_frame(data)
+        if len(df) < 2:
+            raise DataError(f"prior_data has {len(df)} rows: expected feature rows for the prior")
+        check_columns(df, list(self.features), what="prior_data")
+        return self.columns.tensor(df, self.features, device=device)
+
     def _jobs(self, t: Mapping[str, torch.Tensor]) -> dict[str, tuple[nn.Module, Any, tuple]]:
         jobs: dict[str, tuple[nn.Module, Any, tuple]] = {}
         comps = self.components
         if "prior" in comps:
             prior = comps["prior"]
-            jobs["prior"] = (prior, _fn(prior.model, "X"), (t["X"],))
+            jobs["prior"] = (prior, _fn(prior.model, "X"), (t.get("X_prior", t["X"]),))
         if self.structure in ("sparse", "dense"):
             for z in self.specs:
                 idx = [self.features.index(f) for f in self.context_of(z)]

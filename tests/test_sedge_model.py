@@ -286,3 +286,64 @@ def test_fits_on_cuda(synthetic):
     model = sp.SEDGEModel(graph, prior="flow").fit(seen, device="cuda", **FAST)
     assert model.device.type == "cuda"
     assert np.isfinite(model.log_prob(seen.head(10))).all()
+
+
+def _selected_population(n=20000, seed=3):
+    """X ~ N(0, I); z_j = x_j + noise; the rows with z1 > 0.5 and z2 > 0.5 are never seen."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    z = x + 0.3 * rng.normal(size=(n, 2))
+    df = pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "z1": z[:, 0], "z2": z[:, 1]})
+    seen = df[~((df.z1 > 0.5) & (df.z2 > 0.5))].reset_index(drop=True)
+    graph = sp.SpecGraph.from_parents({"z1": ["x1"], "z2": ["x2"]})
+    return seen, df[["x1", "x2"]], graph
+
+
+def _prior_moments(model, n=50000):
+    x = model.prior.sample(n, generator=torch.Generator().manual_seed(0)).numpy()
+    raw = np.c_[[model.columns[f].decode(x[:, j]) for j, f in enumerate(model.features)]].T
+    return raw.mean(0), np.cov(raw.T)
+
+
+def test_prior_data_fits_the_population_prior():
+    seen, population, graph = _selected_population()
+    plain = sp.SEDGEModel(graph, prior="gaussian").fit(seen, **FAST)
+    mean, cov = _prior_moments(plain)
+    # the selection removed the (high x1, high x2) corner: the Seen features are tilted, and
+    # without prior_data the prior is theirs
+    tilted = seen[["x1", "x2"]].to_numpy()
+    assert tilted.mean(0).max() < -0.1 and np.cov(tilted.T)[0, 1] < -0.05
+    np.testing.assert_allclose(mean, tilted.mean(0), atol=0.03)
+    np.testing.assert_allclose(cov, np.cov(tilted.T), atol=0.04)
+    model = sp.SEDGEModel(graph, prior="gaussian").fit(seen, prior_data=population, **FAST)
+    mean, cov = _prior_moments(model)
+    np.testing.assert_allclose(mean, [0, 0], atol=0.03)
+    np.testing.assert_allclose(cov, np.eye(2), atol=0.04)
+    # the likelihoods and the normalisation still come from the training rows
+    assert model.columns["x1"].mean == pytest.approx(seen.x1.mean(), rel=1e-5)
+    torch.testing.assert_close(
+        model.likelihood("z1").state_dict(), plain.likelihood("z1").state_dict()
+    )
+
+
+def test_prior_data_errors_name_the_argument_and_column():
+    seen, population, graph = _selected_population(2000)
+    model = sp.SEDGEModel(graph, prior="gaussian")
+    with pytest.raises(sp.DataError, match="prior_data has no column 'x2'"):
+        model.fit(seen, prior_data=population[["x1"]], **FAST)
+    bad = population.copy()
+    bad.loc[:2, "x1"] = np.nan
+    with pytest.raises(sp.DataError, match="prior_data column 'x1' holds 3 NaN"):
+        model.fit(seen, prior_data=bad, **FAST)
+
+
+def test_spec_probability_of_a_label_target():
+    df, graph = binary_data()
+    model = sp.SEDGEModel(graph, prior="empirical").fit(df, steps=400, progress=False)
+    x = pd.DataFrame({"x1": [0.0, 0.0, 0.0], "x2": [-2.0, 0.0, 2.0]})
+    p = model.spec_probability(x, {"colour": "blue", "z1": 1})
+    # colour is "blue" for x2 + noise > 0.5, z1 ~ Bernoulli(sigmoid(2 x1 - x2))
+    assert p["colour"].is_monotonic_increasing and p["colour"].iloc[2] > 0.9
+    assert p["colour"].iloc[0] < 0.05
+    assert p["z1"].is_monotonic_decreasing
+    np.testing.assert_allclose(p["all"], p["colour"] * p["z1"], rtol=1e-6)
