@@ -3,6 +3,7 @@
 from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
 from sedge_pyro.models.columns import Column, Columns
 from sedge_pyro.models.conditional import NearestNeighbourConditional
+from sedge_pyro.models.cvae import ConditionalImageVAE
 from sedge_pyro.models.factorized import FactorizedPrior
 from sedge_pyro.models.image import ImageSEDGE
 from sedge_pyro.models.judge import AttributeClassifier
@@ -28,6 +29,7 @@ __all__ = [
     "Columns",
     "ConditionalDensity",
     "ConditionalFlow",
+    "ConditionalImageVAE",
     "DiffusionPrior",
     "EmpiricalPrior",
     "FactorizedPrior",
