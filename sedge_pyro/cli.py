@@ -312,6 +312,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_images(args: argparse.Namespace) -> int:
+    from sedge_pyro import demo_images
+
+    demo_images.run_images(
+        out=args.out,
+        quick=args.quick,
+        seed=args.seed,
+        pool=args.pool,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sedge",
@@ -418,6 +432,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "images",
+        help="novel attribute combinations of images (Sec. 5.2): concepts, identify, "
+        "generate, judge, figure",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small and fast (about 3 minutes; rough numbers)"
+    )
+    p.add_argument(
+        "--out", default="sedge-images-out", help="output folder (default sedge-images-out)"
+    )
+    p.add_argument("--force", action="store_true", help="replace a different run in --out")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument(
+        "--no-pool",
+        dest="pool",
+        action="store_false",
+        help="no unlabelled pool: concepts and priors from the labelled training images only",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
+    p.set_defaults(func=_cmd_images)
     return parser
 
 
