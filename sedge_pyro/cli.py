@@ -439,7 +439,9 @@ def _parser() -> argparse.ArgumentParser:
         "generate, judge, figure",
     )
     p.add_argument(
-        "--quick", action="store_true", help="small and fast (about 3 minutes; rough numbers)"
+        "--quick",
+        action="store_true",
+        help="small and fast (rough numbers; its short concept fit may close a head's masks)",
     )
     p.add_argument(
         "--out", default="sedge-images-out", help="output folder (default sedge-images-out)"

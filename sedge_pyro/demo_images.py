@@ -207,7 +207,8 @@ def image_experiment(
     """Run the image pipeline once (see the module docstring).
 
     :param seed: seeds the images, every fit and the samplers.
-    :param quick: :data:`SIZES` ``"quick"`` (about 3 minutes; the numbers are not meaningful)
+    :param quick: :data:`SIZES` ``"quick"`` (rough numbers; its short concept fit may close the
+        shape head's masks, a :class:`~sedge_pyro.SedgeError`)
         instead of ``"full"``.
     :param pool: give the concept model an unlabelled pool of images of every combination
         and fit the concept priors on its concepts (``False``: labelled training images only).
