@@ -42,10 +42,8 @@ References: Sec. 5.1 (models B-E) and Sec. 5.2 of the SEDGE paper; Sohn, Lee and
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,11 +58,9 @@ from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 from tqdm.auto import tqdm
 
-from sedge_pyro.datasets import SHAPE_ATTRIBUTES, attribute_codes, image_array
-from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
-from sedge_pyro.models.base import load_saved, save_atomic
-from sedge_pyro.models.image import _Decoder, _Encoder
-from sedge_pyro.options import device as check_device
+from sedge_pyro.datasets import SHAPE_ATTRIBUTES
+from sedge_pyro.errors import DataError, OptionError, TargetError
+from sedge_pyro.models.image import _Decoder, _Encoder, _PixelModel
 from sedge_pyro.options import number, whole
 
 __all__ = ["ConditionalImageVAE"]
@@ -100,7 +96,7 @@ class _Networks(nn.Module):
         return self.dec(torch.cat([x, self.onehot(z)], -1))
 
 
-class ConditionalImageVAE:
+class ConditionalImageVAE(_PixelModel):
     r"""A conditional VAE :math:`p(y \mid z)` over images given attribute labels (model D).
 
     See the module docstring for the model.
@@ -122,6 +118,8 @@ class ConditionalImageVAE:
     >>> m.sample({"shape": "circle", "colour": "blue"}, n=3).shape
     (3, 3, 32, 32)
     """
+
+    _FORMAT = _FORMAT
 
     def __init__(
         self,
@@ -153,16 +151,6 @@ class ConditionalImageVAE:
         self._fitted = False
 
     # -- data ---------------------------------------------------------------------------
-
-    def _images(self, images: Any, name: str = "images") -> torch.Tensor:
-        return torch.as_tensor(image_array(images, self.size, name), device=self.device)
-
-    def codes(self, labels: pd.DataFrame) -> torch.Tensor:
-        """Integer codes of the attribute columns of ``labels``, ``(N, n_attributes)``.
-
-        :raises DataError: naming a missing column or an unknown value.
-        """
-        return torch.as_tensor(attribute_codes(labels, self.attributes), device=self.device)
 
     # -- the Pyro program ---------------------------------------------------------------
 
@@ -246,17 +234,7 @@ class ConditionalImageVAE:
         self.seconds += time.perf_counter() - start
         return self
 
-    def to(self, device: str | torch.device) -> ConditionalImageVAE:
-        """Move the networks to ``device``; returns ``self``."""
-        self.device = check_device(device)
-        self.net.to(self.device)
-        return self
-
     # -- using the fit ------------------------------------------------------------------
-
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise SedgeError("the model is not fitted: call model.fit(images, labels) first")
 
     def _combo(self, combo: Mapping[str, str]) -> dict[str, int]:
         """``combo`` as attribute -> value code, each name and value checked."""
@@ -330,40 +308,3 @@ class ConditionalImageVAE:
             "width": self.width,
             "beta": self.beta,
         }
-
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
-        """Save configuration, weights and history to one file (written atomically).
-
-        :raises SedgeError: when ``overwrite=False`` and the file exists.
-        """
-        state = {
-            "format": _FORMAT,
-            "config": self.config(),
-            "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "history": {k: list(v) for k, v in self.history.items()},
-            "fitted": self._fitted,
-            "seconds": self.seconds,
-        }
-        return save_atomic(state, path, overwrite=overwrite)
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
-    ) -> ConditionalImageVAE:
-        """Load a model written by :meth:`save`.
-
-        :param path: the file.
-        :param device: the device to put the networks on.
-        :raises SedgeError: naming the path when it is missing or not a saved
-            ConditionalImageVAE.
-        :raises OptionError: for a device that does not exist here.
-        """
-        device = check_device(device)
-        state = load_saved(path, _FORMAT, "ConditionalImageVAE")
-        model = cls(**state["config"])
-        model.net.load_state_dict(state["state"])
-        model.history = state["history"]
-        model._fitted = bool(state["fitted"])
-        model.seconds = float(state["seconds"])
-        model.net.eval()
-        return model.to(device)

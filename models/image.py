@@ -197,7 +197,80 @@ class _Networks(nn.Module):
         ]
 
 
-class ImageSEDGE:
+class _PixelModel:
+    """What :class:`ImageSEDGE` and :class:`~sedge_pyro.models.ConditionalImageVAE` share:
+    image and label checks, the device, and saving (``_FORMAT`` names the file format).
+    """
+
+    _FORMAT = ""
+    attributes: dict[str, tuple[str, ...]]
+    size: int
+    net: nn.Module
+    history: dict[str, list[float]]
+    seconds: float
+    device: torch.device
+    _fitted: bool
+
+    def config(self) -> dict[str, Any]:  # pragma: no cover - each model defines it
+        raise NotImplementedError
+
+    def _images(self, images: Any, name: str = "images") -> torch.Tensor:
+        return torch.as_tensor(image_array(images, self.size, name), device=self.device)
+
+    def codes(self, labels: pd.DataFrame) -> torch.Tensor:
+        """Integer codes of the attribute columns of ``labels``, ``(N, n_attributes)``.
+
+        :raises DataError: naming a missing column or an unknown value.
+        """
+        return torch.as_tensor(attribute_codes(labels, self.attributes), device=self.device)
+
+    def to(self, device: str | torch.device) -> Any:
+        """Move the networks to ``device``; returns ``self``."""
+        self.device = check_device(device)
+        self.net.to(self.device)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise SedgeError("the model is not fitted: call model.fit(images, labels) first")
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+        """Save configuration, weights and history to one file (written atomically).
+
+        :raises SedgeError: when ``overwrite=False`` and the file exists.
+        """
+        state = {
+            "format": self._FORMAT,
+            "config": self.config(),
+            "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "history": {k: list(v) for k, v in self.history.items()},
+            "fitted": self._fitted,
+            "seconds": self.seconds,
+        }
+        return save_atomic(state, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Any:
+        """Load a model written by :meth:`save`.
+
+        :param path: the file.
+        :param device: the device to put the networks on.
+        :raises SedgeError: naming the path when it is missing or not a saved model of this
+            class.
+        :raises OptionError: for a device that does not exist here.
+        """
+        device = check_device(device)
+        state = load_saved(path, cls._FORMAT, cls.__name__)
+        model = cls(**state["config"])
+        model.net.load_state_dict(state["state"])
+        model.history = state["history"]
+        model._fitted = bool(state["fitted"])
+        model.seconds = float(state["seconds"])
+        model.net.eval()
+        return model.to(device)
+
+
+class ImageSEDGE(_PixelModel):
     r"""A convolutional VAE with free and attribute-aligned image concepts, which feed masked
     attribute heads.
 
@@ -227,6 +300,8 @@ class ImageSEDGE:
     >>> m.decode(m.encode(data.images[:3])).shape
     (3, 3, 32, 32)
     """
+
+    _FORMAT = _FORMAT
 
     def __init__(
         self,
@@ -272,16 +347,6 @@ class ImageSEDGE:
         self._beta_now = self.beta
 
     # -- data ---------------------------------------------------------------------------
-
-    def _images(self, images: Any, name: str = "images") -> torch.Tensor:
-        return torch.as_tensor(image_array(images, self.size, name), device=self.device)
-
-    def codes(self, labels: pd.DataFrame) -> torch.Tensor:
-        """Integer codes of the attribute columns of ``labels``, ``(N, n_attributes)``.
-
-        :raises DataError: naming a missing column or an unknown value.
-        """
-        return torch.as_tensor(attribute_codes(labels, self.attributes), device=self.device)
 
     # -- the Pyro program ---------------------------------------------------------------
 
@@ -405,17 +470,7 @@ class ImageSEDGE:
         self.seconds += time.perf_counter() - start
         return self
 
-    def to(self, device: str | torch.device) -> ImageSEDGE:
-        """Move the networks to ``device``; returns ``self``."""
-        self.device = check_device(device)
-        self.net.to(self.device)
-        return self
-
     # -- using the fit ------------------------------------------------------------------
-
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise SedgeError("the model is not fitted: call model.fit(images, labels) first")
 
     @torch.no_grad()
     def encode(self, images: Any, batch_size: int = 1024) -> pd.DataFrame:
@@ -507,35 +562,3 @@ class ImageSEDGE:
             "beta": self.beta,
             "mask_init": self.mask_init,
         }
-
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
-        """Save configuration, weights and history to one file (written atomically).
-
-        :raises SedgeError: when ``overwrite=False`` and the file exists.
-        """
-        state = {
-            "format": _FORMAT,
-            "config": self.config(),
-            "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "history": {k: list(v) for k, v in self.history.items()},
-            "fitted": self._fitted,
-            "seconds": self.seconds,
-        }
-        return save_atomic(state, path, overwrite=overwrite)
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
-    ) -> ImageSEDGE:
-        """Load a model written by :meth:`save`.
-
-        :raises SedgeError: naming the path when it is missing or not a saved ImageSEDGE.
-        """
-        state = load_saved(path, _FORMAT, "ImageSEDGE")
-        model = cls(**state["config"])
-        model.net.load_state_dict(state["state"])
-        model.history = state["history"]
-        model._fitted = bool(state["fitted"])
-        model.seconds = float(state["seconds"])
-        model.net.eval()
-        return model.to(device)

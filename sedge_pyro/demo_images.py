@@ -254,6 +254,14 @@ def image_experiment(
     data = shapes(size["images"], seed=seed)
     unlabelled = shapes(size["images"], seed=seed + 1000, held_out=()).images if pool else None
     attrs = list(SHAPE_ATTRIBUTES)
+    for combo in data.held_out:  # refuse before the fits, not after them
+        hit = [data.held_labels[a].astype(str).eq(v).to_numpy() for a, v in combo.items()]
+        count = int(np.all(hit, axis=0).sum())
+        if count < 4:
+            raise OptionError(
+                f"sizes['images']={size['images']} leaves {count} real images of "
+                f"{_combo_name(combo)}: expected at least 4 to score against; raise it"
+            )
     selected = sorted({a for c in data.held_out for a in c})
     say(
         f"concepts: ImageSEDGE on {len(data.images)} labelled images"
@@ -356,7 +364,9 @@ def image_experiment(
             )
             kept[name, label] = images[:8]
             say(f"  {name:<16} {label:<11} joint accuracy {score['joint']:.3f}")
-        score = score_images(judge, reference[:draws], combo, reference[draws:])
+        # the real images' own figures: one half of them scored against the other
+        half = len(reference) // 2
+        score = score_images(judge, reference[:half], combo, reference[half:])
         rows.append({"combo": name, "method": "real", "status": status, **score, "seconds": 0.0})
     lap("generation")
     config = {

@@ -106,3 +106,8 @@ def test_cli_refuses_a_different_run_before_working(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert cli.main(["images", "--out", str(tmp_path / "file"), "--quiet"]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_too_few_real_images_are_refused_before_any_fit():
+    with pytest.raises(OptionError, match=r"sizes\['images'\]=20 leaves \d real images of"):
+        image_experiment(sizes={"images": 20}, progress=False)
