@@ -41,6 +41,17 @@ Choices, each measured on :func:`~sedge_pyro.datasets.shapes` (``docs/images.md`
 * **few free concepts, their own encoder** (``n_features=2``): with 6 free concepts sharing
   the classifier's trunk, the free concepts also carried shape (recombined with another
   row's free concepts, 0.44-0.66 of the images kept the asked-for shape);
+* **an invariance penalty** on the aligned concepts (``invariance``): the selection makes the
+  attributes dependent in the labelled rows (no red squares: "red" predicts "not square"),
+  and a classifier free to use that shortcut names the wrong shape on exactly the held-out
+  images (0.29 shape accuracy on them without the pool, 0.66 with it, seed 0). Each
+  attribute's aligned concepts are asked to read nothing of the other attributes beyond the
+  attribute itself: within each value of the attribute, the batch means of its aligned
+  concepts for every value of another attribute are pulled to their common mean
+  (:meth:`ImageSEDGE._leak`, a conditional moment penalty that is zero when
+  :math:`c_a \perp z_b \mid z_a`). With it the held-out shape accuracy is 0.98, the pool
+  teaches the decoder red squares under the right concepts, and block recombination scores
+  0.995 / 0.92 / 1.00 (0.61-0.85 with the penalty on log-probabilities; seed 0);
 * each head also sees the *other* attributes' one-hot codes, unmasked and unpenalised, as
   :func:`~sedge_pyro.inference.learn_structure` does with ``condition_on_specs``: the
   selection makes attributes dependent in the training rows (no blue circles, so "circle"
@@ -288,6 +299,9 @@ class ImageSEDGE(_PixelModel):
     :param beta: :math:`\beta`, the weight of the L1 mask penalty (nats per row and unit of
         mask); it ramps up from 0 over the first third of a fresh fit.
     :param mask_init: the initial mask probability of every (attribute, concept) pair.
+    :param invariance: the weight of the penalty that keeps each attribute's aligned concepts
+        independent of the other attributes given its own value (nats per row; ``0`` turns it
+        off). See the module docstring.
     :raises OptionError: for a bad size, count, weight or attribute list.
 
     References: Sec. 4.1 (Eqs. 5-7), Sec. 5.2 and App. D.2 of the SEDGE paper.
@@ -315,7 +329,9 @@ class ImageSEDGE(_PixelModel):
         alpha: float = 50.0,
         beta: float = 3.0,
         mask_init: float = 0.5,
+        invariance: float = 2000.0,
     ) -> None:
+        self.invariance = number("invariance", invariance, positive=False)
         self.n_features = whole("n_features", n_features)
         self.size = whole("size", size, low=8)
         if self.size % 8:
@@ -353,9 +369,10 @@ class ImageSEDGE(_PixelModel):
     def model(
         self, y: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None, batch_size: int
     ) -> None:
-        """Free concepts' prior, the aligned concepts' classification likelihood, the pixel
-        likelihood, the masked attribute heads and the L1 penalty; the pool's images (if any)
-        with the free concepts' prior and the pixel likelihood only.
+        """Free concepts' prior, the aligned concepts' classification likelihood and
+        invariance penalty, the pixel likelihood, the masked attribute heads and the L1
+        penalty; the pool's images (if any) with the free concepts' prior and the pixel
+        likelihood only.
         """
         net = self.net
         pyro.module("image_sedge", net)
@@ -372,6 +389,8 @@ class ImageSEDGE(_PixelModel):
                     zip(net.heads, net.logits(x, z[idx]), strict=True)
                 ):
                     pyro.sample(f"Z_{attr}", dist.Categorical(logits=head_logits), obs=z[idx, j])
+        if self.invariance:
+            pyro.factor("L_inv", -self.invariance * n_rows * self._leak(blocks, z[idx]))
         pyro.factor("L_s", -self._beta_now * n_rows * net.l1())
         if pool is not None:
             with pyro.plate("pool", pool.shape[0], subsample_size=batch_size) as jdx:
@@ -379,6 +398,31 @@ class ImageSEDGE(_PixelModel):
                 pyro.sample(
                     "Y_pool", dist.Normal(net.dec(x), net.sigma()).to_event(3), obs=pool[jdx]
                 )
+
+    def _leak(self, blocks: Sequence[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        r"""How much each attribute's aligned concepts depend on the other attributes
+        given its own value, on a batch: for attribute :math:`a` with value :math:`v` and
+        another attribute :math:`b`, the squared distance between the mean aligned concepts of the
+        rows with :math:`(a, b) = (v, w)` and that of the rows with :math:`a = v`, averaged over
+        rows. Zero when the aligned concepts of :math:`a` read nothing of :math:`b` beyond
+        :math:`a` itself; the selection makes the attributes dependent (no red squares), and
+        a classifier free to use colour for shape fails on exactly the held-out images.
+        """
+        total = blocks[0].new_zeros(())
+        n = len(z)
+        for j, block in enumerate(blocks):
+            prob = F.softmax(block, -1)
+            own = F.one_hot(z[:, j], block.shape[-1]).to(prob.dtype)  # (n, k_a)
+            own_mean = (own.T @ prob) / own.sum(0).clamp(min=1)[:, None]  # (k_a, k_a)
+            for i, k in enumerate(self.net.sizes):
+                if i == j:
+                    continue
+                pair = own[:, :, None] * F.one_hot(z[:, i], k).to(prob.dtype)[:, None, :]
+                pair = pair.reshape(n, -1)  # (n, k_a * k_b)
+                pair_mean = (pair.T @ prob) / pair.sum(0).clamp(min=1)[:, None]
+                gap = pair_mean.view(-1, k, prob.shape[-1]) - own_mean[:, None, :]
+                total = total + (pair.sum(0).view(-1, k, 1) * gap**2).sum() / n
+        return total
 
     def _concepts(self, name: str, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """All concepts of images ``y``: the free ones drawn at site ``name`` (prior N(0, I)),
@@ -561,4 +605,5 @@ class ImageSEDGE(_PixelModel):
             "alpha": self.alpha,
             "beta": self.beta,
             "mask_init": self.mask_init,
+            "invariance": self.invariance,
         }

@@ -109,3 +109,21 @@ def test_a_single_attribute_has_no_other_codes(data):
     m = ImageSEDGE(3, width=4, attributes={"colour": ["red", "green", "blue"]})
     m.fit(data.images[:64], data.labels.head(64), steps=3, seed=0, progress=False)
     assert m.masks().shape == (1, 6) and m.learned_graph(0.01).specs == ("colour",)
+
+
+def test_the_invariance_penalty_is_the_between_group_spread_of_the_aligned_concepts():
+    import torch
+
+    m = ImageSEDGE(2, width=4, attributes={"shape": ["a", "b", "c"], "colour": ["r", "g"]})
+    # four rows of shape a: two red, two green; colour's concepts depend on colour only
+    z = torch.tensor([[0, 0], [0, 0], [0, 1], [0, 1]])
+    colour = torch.tensor([[3.0, -1.0], [3.0, -1.0], [-2.0, 1.0], [-2.0, 1.0]])
+    same = torch.tensor([[1.0, 0.0, -1.0]]).expand(4, 3)
+    assert m._leak([same, colour], z).item() == pytest.approx(0.0, abs=1e-7)
+    # shape's concepts read colour: a = softmax(la) on red rows, b = softmax(lb) on green rows;
+    # the group means deviate by +-(a - b) / 2 from shape a's mean, in 2 rows each of 4
+    la, lb = torch.tensor([2.0, 0.0, -1.0]), torch.tensor([0.5, 1.0, 0.0])
+    shape = torch.stack([la, la, lb, lb])
+    a, b = la.softmax(-1), lb.softmax(-1)
+    expected = ((a - b) ** 2).sum().item() / 4
+    assert m._leak([shape, colour], z).item() == pytest.approx(expected, rel=1e-5)
