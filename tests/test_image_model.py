@@ -35,6 +35,19 @@ def fitted(data):
     )
 
 
+@pytest.fixture(scope="module")
+def small(data):
+    """A short fit for the tests of shapes, names, graphs, files and errors (not quality)."""
+    import torch
+
+    torch.manual_seed(0)
+    pool = shapes(200, seed=1, held_out=()).images
+    return ImageSEDGE(8, width=8).fit(
+        data.images[:300], data.labels.head(300), pool=pool, steps=30, seed=0, progress=False
+    )
+
+
+@pytest.mark.slow
 def test_elbo_improves_and_reconstructions_keep_colour_and_position(fitted, data, judge):
     loss = np.asarray(fitted.history["loss"])
     assert len(loss) == 1000 and np.all(np.isfinite(loss))
@@ -46,6 +59,7 @@ def test_elbo_improves_and_reconstructions_keep_colour_and_position(fitted, data
     assert acc["colour"] > 0.95 and acc["position"] > 0.95, acc
 
 
+@pytest.mark.slow
 def test_aligned_concepts_name_the_attributes(fitted, data):
     # each aligned block is a distribution over its attribute's values; its argmax is the
     # label. (On the held-out combinations this short fit reads shape from colour: 0.17 for
@@ -60,33 +74,33 @@ def test_aligned_concepts_name_the_attributes(fitted, data):
         assert acc > (0.75 if attr == "shape" else 0.9), (attr, acc)
 
 
-def test_masks_graph_and_save_load(fitted, data, tmp_path):
-    masks = fitted.masks()
+def test_masks_graph_and_save_load(small, data, tmp_path):
+    masks = small.masks()
     assert masks.shape == (4, 18) and list(masks.index) == list(SHAPE_ATTRIBUTES)
     assert ((masks.to_numpy() > 0) & (masks.to_numpy() < 1)).all()
-    g = fitted.learned_graph(0.01, selection_parents=["shape", "colour"])
+    g = small.learned_graph(0.01, selection_parents=["shape", "colour"])
     assert isinstance(g, SpecGraph) and set(g.specs) == set(SHAPE_ATTRIBUTES)
     assert set(g.parents("S")) == {"shape", "colour"} and len(g.features) == 18
     # an attribute's aligned concepts are chained, one component for identify
     assert ("colour_red", "colour_green") in g.to_networkx().edges
     with pytest.raises(SedgeError, match="attribute 'shape' has no concept"):
-        fitted.learned_graph(0.999)
-    enc = fitted.encode(data.images[:20])
+        small.learned_graph(0.999)
+    enc = small.encode(data.images[:20])
     aligned = [f"{a}_{v}" for a, vals in SHAPE_ATTRIBUTES.items() for v in vals]
     assert list(enc.columns) == [f"x{j}" for j in range(1, 9)] + aligned
-    back = ImageSEDGE.load(fitted.save(tmp_path / "image.pt"))
+    back = ImageSEDGE.load(small.save(tmp_path / "image.pt"))
     pd.testing.assert_frame_equal(back.encode(data.images[:20]), enc)
-    np.testing.assert_allclose(back.decode(enc), fitted.decode(enc), atol=1e-6)
-    assert back.config() == fitted.config() and back.history == fitted.history
+    np.testing.assert_allclose(back.decode(enc), small.decode(enc), atol=1e-6)
+    assert back.config() == small.config() and back.history == small.history
     with pytest.raises(SedgeError, match="exists"):
-        fitted.save(tmp_path / "image.pt", overwrite=False)
+        small.save(tmp_path / "image.pt", overwrite=False)
 
 
-def test_errors_name_the_argument(fitted, data, tmp_path):
+def test_errors_name_the_argument(small, data, tmp_path):
     with pytest.raises(SedgeError, match="not fitted"):
         ImageSEDGE(2, width=4).encode(data.images[:2])
     with pytest.raises(DataError, match="images have shape"):
-        fitted.encode(data.images[:2, :, :16])
+        small.encode(data.images[:2, :, :16])
     with pytest.raises(DataError, match="pool have shape"):
         ImageSEDGE(2, width=4).fit(data.images[:4], data.labels.head(4), pool=data.images[:2, 0])
     with pytest.raises(DataError, match="no column 'colour'"):
@@ -94,13 +108,13 @@ def test_errors_name_the_argument(fitted, data, tmp_path):
     with pytest.raises(DataError, match="expected the same"):
         ImageSEDGE(2, width=4).fit(data.images[:4], data.labels.head(5), steps=1, progress=False)
     with pytest.raises(DataError, match="x has no column 'x8'"):
-        fitted.decode(pd.DataFrame(np.zeros((2, 7)), columns=[f"x{j}" for j in range(1, 8)]))
+        small.decode(pd.DataFrame(np.zeros((2, 7)), columns=[f"x{j}" for j in range(1, 8)]))
     with pytest.raises(DataError, match=r"expected finite \(rows, 18\) concepts"):
-        fitted.decode(np.zeros((2, 8)))
+        small.decode(np.zeros((2, 8)))
     with pytest.raises(OptionError, match="multiple of 8"):
         ImageSEDGE(size=30)
     with pytest.raises(OptionError, match="steps=0"):
-        fitted.fit(data.images[:4], data.labels.head(4), steps=0)
+        small.fit(data.images[:4], data.labels.head(4), steps=0)
     with pytest.raises(SedgeError, match="does not exist"):
         ImageSEDGE.load(tmp_path / "missing.pt")
 
