@@ -321,16 +321,8 @@ def write_outputs(exp: Experiment, out: str | Path, *, force: bool = False) -> P
         ``force`` is false, or ``out`` is a file.
     """
     path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise SedgeError(f"--out {str(path)!r} is a file: expected a folder")
     stamp = path / "run.json"
-    if path.is_dir() and any(path.iterdir()) and not force:
-        previous = json.loads(stamp.read_text()) if stamp.is_file() else None
-        if previous is None or previous.get("config") != _comparable(exp.config):
-            raise SedgeError(
-                f"{str(path)!r} holds a different run: pass --force to replace it, or --out "
-                "another folder"
-            )
+    refuse_other_run(path, _comparable(exp.config), force)
     path.mkdir(parents=True, exist_ok=True)
     (path / "table.md").write_text(table_markdown(exp) + "\n")
     payload = {
@@ -349,6 +341,24 @@ def write_outputs(exp: Experiment, out: str | Path, *, force: bool = False) -> P
     return path
 
 
+def refuse_other_run(path: Path, config: dict[str, Any], force: bool) -> None:
+    """Refuse to write into ``path`` when it is a file, or a non-empty folder whose
+    ``run.json`` stamp does not hold ``config`` (each key the same), unless ``force``.
+
+    :raises SedgeError: naming the folder and the way out (``--force`` or another ``--out``).
+    """
+    if path.exists() and not path.is_dir():
+        raise SedgeError(f"--out {str(path)!r} is a file: expected a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        stamp = path / "run.json"
+        previous = json.loads(stamp.read_text()).get("config", {}) if stamp.is_file() else None
+        if previous is None or any(previous.get(k) != v for k, v in config.items()):
+            raise SedgeError(
+                f"{str(path)!r} holds a different run: pass --force to replace it, or --out "
+                "another folder"
+            )
+
+
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in ("torch", "sedge_pyro")}
 
@@ -365,18 +375,8 @@ def run(
     """``sedge demo``: the paper's experiment, printed and written to ``out``."""
     stdout = stream or sys.stdout
     start = time.perf_counter()
-    target = Path(out)
     # refuse before the work, not after it
-    if target.exists() and not target.is_dir():
-        raise SedgeError(f"--out {str(target)!r} is a file: expected a folder")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        stamp = target / "run.json"
-        previous = json.loads(stamp.read_text()).get("config", {}) if stamp.is_file() else None
-        if previous is None or (previous.get("quick"), previous.get("seed")) != (quick, seed):
-            raise SedgeError(
-                f"{str(target)!r} holds a different run: pass --force to replace it, or --out "
-                "another folder"
-            )
+    refuse_other_run(Path(out), {"quick": quick, "seed": seed}, force)
     exp = paper_experiment(quick=quick, seed=seed, progress=progress)
     res = exp.identification
     print("sedge-pyro demo: the paper's synthetic experiment (Sec. 5.1, Fig. 3)", file=stdout)

@@ -56,6 +56,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from sedge_pyro.demo import refuse_other_run
 from sedge_pyro.errors import OptionError, SedgeError
 
 __all__ = [
@@ -446,19 +447,6 @@ def table_markdown(exp: ImageExperiment) -> str:
     return "\n".join(lines)
 
 
-def _refuse_other_run(path: Path, config: dict[str, Any], force: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise SedgeError(f"--out {str(path)!r} is a file: expected a folder")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        stamp = path / "run.json"
-        previous = json.loads(stamp.read_text()).get("config", {}) if stamp.is_file() else None
-        if previous is None or any(previous.get(k) != v for k, v in config.items()):
-            raise SedgeError(
-                f"{str(path)!r} holds a different run: pass --force to replace it, or --out "
-                "another folder"
-            )
-
-
 def write_image_outputs(exp: ImageExperiment, out: str | Path, *, force: bool = False) -> Path:
     """Write ``figure.png``, ``table.md``, ``table.json`` and ``run.json`` to ``out``.
 
@@ -467,7 +455,7 @@ def write_image_outputs(exp: ImageExperiment, out: str | Path, *, force: bool = 
     """
     path = Path(out)
     key = {"seed": exp.config["seed"], "quick": exp.config["quick"], "pool": exp.config["pool"]}
-    _refuse_other_run(path, key, force)
+    refuse_other_run(path, key, force)
     path.mkdir(parents=True, exist_ok=True)
     image_figure(exp).savefig(path / "figure.png", dpi=120)
     (path / "table.md").write_text(table_markdown(exp) + "\n")
@@ -498,7 +486,7 @@ def run_images(
     stdout = stream or sys.stdout
     start = time.perf_counter()
     # refuse before the work, not after it
-    _refuse_other_run(Path(out), {"seed": seed, "quick": quick, "pool": pool}, force)
+    refuse_other_run(Path(out), {"seed": seed, "quick": quick, "pool": pool}, force)
     exp = image_experiment(seed=seed, quick=quick, pool=pool, progress=progress)
     print("sedge-pyro images: novel attribute combinations (Sec. 5.2 at laptop scale)", file=stdout)
     graph = "; ".join(f"{z} <- {', '.join(exp.graph.parents(z))}" for z in exp.graph.specs)
