@@ -150,8 +150,6 @@ class ConditionalImageVAE(_PixelModel):
         self.device = torch.device("cpu")
         self._fitted = False
 
-    # -- data ---------------------------------------------------------------------------
-
     # -- the Pyro program ---------------------------------------------------------------
 
     def model(self, y: torch.Tensor, z: torch.Tensor, batch_size: int) -> None:

@@ -363,8 +363,6 @@ class ImageSEDGE(_PixelModel):
         self._fitted = False
         self._beta_now = self.beta
 
-    # -- data ---------------------------------------------------------------------------
-
     # -- the Pyro program ---------------------------------------------------------------
 
     def model(
