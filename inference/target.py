@@ -609,7 +609,7 @@ class Problem:
         if not prior.has_log_prob:
             raise OptionError(
                 f"this sampler needs a prior with a density; the model's is "
-                f"{type(prior).__name__}: fit with prior='flow' or 'factorized'"
+                f"{type(prior).__name__}: fit with prior='flow', 'factorized', 'gaussian' or 'dual'"
             )
         return prior.log_prob(x)
 

@@ -4,6 +4,7 @@ from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
 from sedge_pyro.models.columns import Column, Columns
 from sedge_pyro.models.conditional import NearestNeighbourConditional
 from sedge_pyro.models.cvae import ConditionalImageVAE
+from sedge_pyro.models.dual import DualDivergencePrior, DualEmbedding
 from sedge_pyro.models.factorized import FactorizedPrior
 from sedge_pyro.models.image import ImageSEDGE
 from sedge_pyro.models.judge import AttributeClassifier
@@ -31,6 +32,8 @@ __all__ = [
     "ConditionalFlow",
     "ConditionalImageVAE",
     "DiffusionPrior",
+    "DualDivergencePrior",
+    "DualEmbedding",
     "EmpiricalPrior",
     "FactorizedPrior",
     "FlowPrior",

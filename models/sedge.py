@@ -48,6 +48,7 @@ from sedge_pyro.models.base import (
     save_atomic,
 )
 from sedge_pyro.models.columns import Columns, as_frame
+from sedge_pyro.models.dual import DualDivergencePrior
 from sedge_pyro.models.factorized import FactorizedPrior
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
@@ -56,7 +57,7 @@ __all__ = ["STRUCTURES", "SEDGEModel"]
 
 STRUCTURES = ("sparse", "dense", "joint", "reverse", "reverse-factorized")
 LIKELIHOODS = ("auto", "gaussian", "bernoulli", "categorical", "flow")
-PRIORS = ("flow", "empirical", "diffusion", "factorized", "gaussian")
+PRIORS = ("flow", "empirical", "diffusion", "factorized", "gaussian", "dual")
 FORMAT_VERSION = 1
 
 _CLASSES: dict[str, type[nn.Module]] = {
@@ -71,6 +72,7 @@ _CLASSES: dict[str, type[nn.Module]] = {
         P.FlowPrior,
         P.GaussianPrior,
         P.DiffusionPrior,
+        DualDivergencePrior,
     )
 }
 
@@ -90,7 +92,9 @@ class SEDGEModel(PyroModule):
     :param prior: ``"flow"`` (normalizing flow by maximum likelihood), ``"empirical"``
         (training rows), ``"diffusion"`` (DDPM, for DPS and annealed Langevin),
         ``"factorized"`` (``prod_j p(x_j | pa(x_j))`` along the feature -> feature edges, each a
-        Gaussian MLP), or ``"gaussian"`` (one full-covariance Gaussian, fit in closed form); a
+        Gaussian MLP), ``"gaussian"`` (one full-covariance Gaussian, fit in closed form), or
+        ``"dual"`` (the dual-divergence prior of seed 003: a density ratio to the product of
+        marginals, sampled by gradient walks; for few rows); a
         dict feature -> ``"gaussian"``/``"flow"`` is a factorized prior with per-feature
         choices.
     :param structure: one of :data:`STRUCTURES` (the paper's models A-E).
@@ -270,6 +274,7 @@ class SEDGEModel(PyroModule):
             "flow": P.FlowPrior,
             "empirical": P.EmpiricalPrior,
             "diffusion": P.DiffusionPrior,
+            "dual": DualDivergencePrior,
             "gaussian": P.GaussianPrior,
         }
         try:

@@ -362,7 +362,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prior",
-        help="flow (default), empirical, diffusion, factorized, gaussian, or FEATURE=KIND,...",
+        help=(
+            "flow (default), empirical, diffusion, factorized, gaussian, dual, or FEATURE=KIND,..."
+        ),
     )
     p.add_argument(
         "--structure",
