@@ -36,6 +36,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sample_speed.py
 	$(BIN)/python benchmarks/paper_synthetic.py --seeds 5
 	$(BIN)/python benchmarks/paper_latent.py --runs 10
+	$(BIN)/python benchmarks/dual_estimator.py
+	$(BIN)/pip install --quiet '$(TORCH_PIN)' -e '.[test,bench]'
+	$(BIN)/python benchmarks/small_sample.py --seeds 3 --jobs 2
 
 docs: $(STAMP)
 	@echo "docs are Markdown under docs/; see docs/index.md"
