@@ -85,7 +85,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from sedge_pyro.errors import DataError, OptionError
+from sedge_pyro.errors import DataError, OptionError, SamplingError
 from sedge_pyro.models.base import Prior, data_plate
 from sedge_pyro.models.nets import mlp
 
@@ -708,8 +708,8 @@ class DualDivergencePrior(Prior):
         :math:`T(x)` reaches it. Walkers are batched, ``batch_size`` at a time.
 
         :param steps: moves per walker at most; a walker still short of its level then starts
-            again from a new point once, and a warning counts those that still fail (they are
-            returned where they stopped).
+            again from a new point once; one still short after that is kept where it stopped,
+            and a warning counts those whose :math:`T` is outside the training range.
         :param step_size: initial step :math:`h`, in normalised units per feature.
         :param noise: noise relative to the step.
         """
@@ -742,13 +742,17 @@ class DualDivergencePrior(Prior):
                     generator,
                 )
                 x[left] = x2
-                failed += int((~done2).sum())
+                if not bool(done2.all()):
+                    # short of its level is fine inside the range (the seed's criterion)
+                    with torch.no_grad():
+                        t = self.log_ratio(x2[~done2])
+                    failed += int(((t < emb.low) | (t > emb.high)).sum())
             out.append(x.detach())
         if failed:
             warnings.warn(
-                f"DualDivergencePrior.walk: {failed} of {n} walkers did not reach their level "
-                f"in {steps} steps (returned where they stopped); try a larger steps or "
-                "step_size",
+                f"DualDivergencePrior.walk: {failed} of {n} walkers ended outside the training "
+                f"rows' dual range [{emb.low:.3g}, {emb.high:.3g}] after {steps} steps; try a "
+                "larger steps or step_size",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -798,11 +802,16 @@ class DualDivergencePrior(Prior):
         if not eps > 0:
             raise OptionError(f"step_size={step_size!r}: expected a positive number")
         x = self.product_of_marginals(int(n), generator=generator, smooth=True)
-        for _ in range(int(steps)):
+        for i in range(int(steps)):
             x = x.detach().requires_grad_(True)
             with torch.enable_grad():
                 grad = torch.autograd.grad(self.log_prob(x).sum(), x)[0]
             x = x.detach() + eps * grad + math.sqrt(2 * eps) * _randn(x.shape, x, generator)
+            if not bool(torch.isfinite(x).all()):
+                raise SamplingError(
+                    f"DualDivergencePrior.langevin: draws became non-finite at step {i + 1}; "
+                    f"try a smaller step_size than {eps:.3g}"
+                )
         return x.detach()
 
     def config(self) -> dict[str, Any]:

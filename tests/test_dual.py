@@ -188,6 +188,11 @@ def test_langevin_samples_the_correlation():
     assert torch.allclose(x.std(0), torch.ones(2), atol=0.1)
 
 
+def test_langevin_divergence_is_a_sampling_error(dv):
+    with pytest.raises(sp.SamplingError, match="step_size"):
+        dv.sample(10, method="langevin", steps=50, step_size=1e6)
+
+
 def test_seeded_sampling_is_reproducible(dv):
     a = dv.sample(50, generator=torch.Generator().manual_seed(5))
     b = dv.sample(50, generator=torch.Generator().manual_seed(5))
