@@ -620,6 +620,8 @@ class DualDivergencePrior(Prior):
     # ------------------------------------------------------------------ densities
 
     def _fingerprint(self) -> tuple:
+        # every in-place update (an optimiser step, load_state_dict, setup) bumps a tensor's
+        # version counter, and .to(device) makes new tensors: either invalidates the cache
         return tuple((id(p), p._version) for p in [*self.parameters(), self.rows])
 
     def _constants(self) -> torch.Tensor:
@@ -727,6 +729,7 @@ class DualDivergencePrior(Prior):
         for lo in range(0, int(n), int(batch_size)):
             m = min(int(batch_size), int(n) - lo)
             tau = emb.levels(m, gap_preference=self.gap_preference, generator=generator)
+            tau = tau.to(self.rows)
             x, done = self._walk(
                 self._starts(m, start, generator), tau, steps, step_size, noise, generator
             )
