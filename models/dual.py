@@ -74,6 +74,7 @@ References:
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Sequence
@@ -88,6 +89,8 @@ import torch
 from sedge_pyro.errors import DataError, OptionError, SamplingError
 from sedge_pyro.models.base import Prior, data_plate
 from sedge_pyro.models.nets import mlp
+from sedge_pyro.models.priors import _check_rows, _randint, _randn, _resize_buffer_on_load
+from sedge_pyro.options import choice, number, whole
 
 __all__ = [
     "DualDivergencePrior",
@@ -109,27 +112,11 @@ _EVAL_NEGATIVES = 8192
 _BISECTIONS = 12
 
 
-def _check_rows(x: torch.Tensor, dim: int, who: str) -> None:
-    if x.dim() != 2 or x.shape[1] != dim:
-        raise DataError(f"{who}: x has shape {tuple(x.shape)}: expected (n, {dim})")
-
-
-def _randn(shape: Sequence[int], like: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-    if g is None:
-        return torch.randn(*shape, dtype=like.dtype, device=like.device)
-    return torch.randn(*shape, dtype=like.dtype, device=g.device, generator=g).to(like.device)
-
-
 def _rand(shape: Sequence[int], like: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+    """Uniform [0, 1) noise like ``like``, drawn with ``g`` (priors' ``_randn`` for uniforms)."""
     if g is None:
         return torch.rand(*shape, dtype=like.dtype, device=like.device)
     return torch.rand(*shape, dtype=like.dtype, device=g.device, generator=g).to(like.device)
-
-
-def _randint(high: int, shape: Sequence[int], like: torch.Tensor, g: torch.Generator | None):
-    if g is None:
-        return torch.randint(high, tuple(shape), device=like.device)
-    return torch.randint(high, tuple(shape), device=g.device, generator=g).to(like.device)
 
 
 def _log_mean_exp(t: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -208,7 +195,7 @@ class DualEmbedding:
         u = _rand((n,), s, generator)
         if s.numel() == 1:
             return s.expand(n).clone()
-        i = _randint(s.numel() - 1, (n,), s, generator)
+        i = _randint(s.numel() - 1, (n,), s.device, generator)
         tau = s[i] + u * (s[i + 1] - s[i])
         if self.gaps and gap_preference > 0:
             lo = torch.tensor([g[0] for g in self.gaps], dtype=s.dtype)
@@ -411,35 +398,21 @@ class DualDivergencePrior(Prior):
         gap_factor: float = 2.0,
         smoothness: float = 0.01,
     ) -> None:
-        super().__init__(dim)
-        if self.dim < 1:
-            raise OptionError(f"dim={dim!r}: expected at least 1")
-        if objective not in OBJECTIVES:
-            raise OptionError(f"objective={objective!r}: expected one of {OBJECTIVES}")
-        if int(path_steps) < 1:
-            raise OptionError(f"path_steps={path_steps!r}: expected at least 1")
-        if int(n_negatives) < 2:
-            raise OptionError(f"n_negatives={n_negatives!r}: expected at least 2")
-        if not 0 < ma_rate <= 1:
+        super().__init__(whole("dim", dim))
+        if not 0 < number("ma_rate", ma_rate) <= 1:
             raise OptionError(f"ma_rate={ma_rate!r}: expected a number in (0, 1]")
-        if bandwidth is not None and not bandwidth > 0:
-            raise OptionError(f"bandwidth={bandwidth!r}: expected a positive number or None")
-        if sampler not in SAMPLERS:
-            raise OptionError(f"sampler={sampler!r}: expected one of {SAMPLERS}")
-        if not 0 <= gap_preference <= 1:
+        if not number("gap_preference", gap_preference, positive=False) <= 1:
             raise OptionError(f"gap_preference={gap_preference!r}: expected a number in [0, 1]")
-        if not gap_factor > 0:
-            raise OptionError(f"gap_factor={gap_factor!r}: expected a positive number")
-        self.hidden = tuple(int(h) for h in hidden)
-        self.objective = objective
-        self.path_steps = int(path_steps)
-        self.n_negatives = int(n_negatives)
+        self.hidden = tuple(whole("hidden", h) for h in hidden)
+        self.objective = choice("objective", objective, OBJECTIVES)
+        self.path_steps = whole("path_steps", path_steps)
+        self.n_negatives = whole("n_negatives", n_negatives, low=2)
         self.ma_rate = float(ma_rate)
-        self.bandwidth = None if bandwidth is None else float(bandwidth)
-        self.sampler = sampler
+        self.bandwidth = number("bandwidth", bandwidth, none_ok=True)
+        self.sampler = choice("sampler", sampler, SAMPLERS)
         self.gap_preference = float(gap_preference)
-        self.gap_factor = float(gap_factor)
-        self.smoothness = float(smoothness)
+        self.gap_factor = number("gap_factor", gap_factor)
+        self.smoothness = number("smoothness", smoothness, positive=False)
         self.net = mlp(self.dim, self.path_steps, self.hidden)
         self.rows: torch.Tensor
         self.centres: torch.Tensor
@@ -462,6 +435,9 @@ class DualDivergencePrior(Prior):
             raise DataError(
                 f"DualDivergencePrior.setup: x has {x.shape[0]} rows: expected at least 2"
             )
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).any(0).nonzero()[0])
+            raise DataError(f"DualDivergencePrior.setup: column {bad} of x has NaN or inf values")
         x = x.detach().to(self.widths.device, self.widths.dtype)
         self.rows = x.clone()
         if x.shape[0] > _KDE_ROWS:
@@ -480,10 +456,7 @@ class DualDivergencePrior(Prior):
             raise DataError(f"DualDivergencePrior.{who}: no rows stored: call setup(x) first")
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        for name in ("rows", "centres"):
-            value = state_dict.get(prefix + name)
-            if isinstance(value, torch.Tensor) and value.shape != getattr(self, name).shape:
-                setattr(self, name, torch.empty_like(value, device=self.widths.device))
+        _resize_buffer_on_load(self, state_dict, prefix, ["rows", "centres"])
         self._cache = None
         super()._load_from_state_dict(state_dict, prefix, *args)
 
@@ -511,7 +484,7 @@ class DualDivergencePrior(Prior):
             instead of repeating stored values.
         """
         self._need_rows("product_of_marginals")
-        idx = _randint(self.rows.shape[0], (int(n), self.dim), self.rows, generator)
+        idx = _randint(self.rows.shape[0], (int(n), self.dim), self.rows.device, generator)
         x = torch.gather(self.rows, 0, idx)
         if smooth:
             x = x + self.widths * _randn(x.shape, x, generator)
@@ -543,7 +516,7 @@ class DualDivergencePrior(Prior):
         n = x.shape[0]
         pos = torch.zeros(n, dtype=x.dtype, device=x.device)
         neg_total = torch.zeros((), dtype=x.dtype, device=x.device)
-        xr = self.rows[_randint(self.rows.shape[0], (negatives,), self.rows, generator)]
+        xr = self.rows[_randint(self.rows.shape[0], (negatives,), self.rows.device, generator)]
         q_pos = self.product_of_marginals(n, generator=generator)
         q_neg = self.product_of_marginals(negatives, generator=generator)
         for k in range(self.path_steps):
@@ -632,7 +605,7 @@ class DualDivergencePrior(Prior):
         self._need_rows("log_ratio")
         g = torch.Generator(device=self.rows.device).manual_seed(0)
         with torch.no_grad():
-            xr = self.rows[_randint(self.rows.shape[0], (_EVAL_NEGATIVES,), self.rows, g)]
+            xr = self.rows[_randint(self.rows.shape[0], (_EVAL_NEGATIVES,), self.rows.device, g)]
             q = self.product_of_marginals(_EVAL_NEGATIVES, generator=g)
             c = torch.stack(
                 [
@@ -683,12 +656,16 @@ class DualDivergencePrior(Prior):
 
         :param options: keyword arguments of the chosen method.
         """
-        method = self.sampler if method is None else method
-        if method == "walk":
-            return self.walk(n, generator=generator, **options)
-        if method == "langevin":
-            return self.langevin(n, generator=generator, **options)
-        raise OptionError(f"method={method!r}: expected one of {SAMPLERS}")
+        method = choice("method", self.sampler if method is None else method, SAMPLERS)
+        run = self.walk if method == "walk" else self.langevin
+        known = set(inspect.signature(run).parameters) - {"n", "generator"}
+        for key in options:
+            if key not in known:
+                raise OptionError(
+                    f"{key}={options[key]!r}: not an option of {method}; expected "
+                    f"one of {', '.join(sorted(known))}"
+                )
+        return run(whole("n", n, low=0), generator=generator, **options)
 
     def walk(
         self,
@@ -715,19 +692,21 @@ class DualDivergencePrior(Prior):
         :param step_size: initial step :math:`h`, in normalised units per feature.
         :param noise: noise relative to the step.
         """
-        if start not in STARTS:
-            raise OptionError(f"start={start!r}: expected one of {STARTS}")
-        if int(steps) < 1:
-            raise OptionError(f"steps={steps!r}: expected at least 1")
-        if not step_size > 0:
-            raise OptionError(f"step_size={step_size!r}: expected a positive number")
-        if not noise >= 0:
-            raise OptionError(f"noise={noise!r}: expected a number >= 0")
+        choice("start", start, STARTS)
+        n, steps, batch_size = (
+            whole("n", n, low=0),
+            whole("steps", steps),
+            whole("batch_size", batch_size),
+        )
+        number("step_size", step_size)
+        number("noise", noise, positive=False)
+        if n == 0:
+            return self.rows.new_empty(0, self.dim)
         emb = self.embedding()
         out: list[torch.Tensor] = []
         failed = 0
-        for lo in range(0, int(n), int(batch_size)):
-            m = min(int(batch_size), int(n) - lo)
+        for lo in range(0, n, batch_size):
+            m = min(batch_size, n - lo)
             tau = emb.levels(m, gap_preference=self.gap_preference, generator=generator)
             tau = tau.to(self.rows)
             x, done = self._walk(
@@ -780,7 +759,9 @@ class DualDivergencePrior(Prior):
 
     def _starts(self, m: int, start: str, generator: torch.Generator | None) -> torch.Tensor:
         if start == "train":
-            return self.rows[_randint(self.rows.shape[0], (m,), self.rows, generator)].clone()
+            return self.rows[
+                _randint(self.rows.shape[0], (m,), self.rows.device, generator)
+            ].clone()
         return self.product_of_marginals(m, generator=generator, smooth=True)
 
     def langevin(
@@ -799,13 +780,10 @@ class DualDivergencePrior(Prior):
         :param step_size: :math:`\epsilon`; default a quarter of the smallest squared kernel
             bandwidth, so each move stays within the marginals' resolution.
         """
-        if int(steps) < 1:
-            raise OptionError(f"steps={steps!r}: expected at least 1")
-        eps = 0.25 * float(self.widths.min()) ** 2 if step_size is None else float(step_size)
-        if not eps > 0:
-            raise OptionError(f"step_size={step_size!r}: expected a positive number")
-        x = self.product_of_marginals(int(n), generator=generator, smooth=True)
-        for i in range(int(steps)):
+        n, steps = whole("n", n, low=0), whole("steps", steps)
+        eps = number("step_size", step_size, none_ok=True) or 0.25 * float(self.widths.min()) ** 2
+        x = self.product_of_marginals(n, generator=generator, smooth=True)
+        for i in range(steps):
             x = x.detach().requires_grad_(True)
             with torch.enable_grad():
                 grad = torch.autograd.grad(self.log_prob(x).sum(), x)[0]

@@ -220,6 +220,9 @@ def test_state_dict_round_trip(dv):
         ({"bandwidth": -1.0}, "bandwidth"),
         ({"sampler": "hmc"}, "sampler"),
         ({"gap_preference": 2.0}, "gap_preference"),
+        ({"smoothness": -1.0}, "smoothness"),
+        ({"hidden": (0,)}, "hidden"),
+        ({"path_steps": "2"}, "path_steps"),
     ],
 )
 def test_bad_options_name_the_argument(kwargs, name):
@@ -238,6 +241,15 @@ def test_errors_before_setup_and_bad_rows():
         p.sample(3, method="nuts")
     with pytest.raises(OptionError, match="start"):
         p.sample(3, start="zero")
+    with pytest.raises(OptionError, match="stepsize=0.1: not an option of walk"):
+        p.sample(3, stepsize=0.1)
+    with pytest.raises(OptionError, match="batch_size"):
+        p.sample(3, batch_size=0)
+    with pytest.raises(OptionError, match="n=-1"):
+        p.sample(-1)
+    assert tuple(p.sample(0).shape) == (0, 2)
+    with pytest.raises(DataError, match="column 1"):
+        p.setup(torch.tensor([[0.0, 1.0], [1.0, float("nan")], [2.0, 0.0]]))
 
 
 # --------------------------------------------------------------------------- in a SEDGE model
