@@ -4,16 +4,18 @@ raises :class:`~sedge_pyro.OptionError` naming the option, its value and what wa
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
 from sedge_pyro.errors import OptionError
 
-__all__ = ["choice", "device", "flag", "fraction", "number", "whole"]
+__all__ = ["choice", "default_threads", "device", "flag", "fraction", "number", "threads", "whole"]
 
 
 def whole(name: str, value: Any, low: int = 1, *, none_ok: bool = False) -> int | None:
@@ -77,3 +79,31 @@ def device(value: Any, name: str = "device") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OptionError(f"{name}={value!r} but CUDA is not available: use {name}='cpu'")
     return dev
+
+
+def default_threads() -> int:
+    """The number of torch threads sedge-pyro uses when the user names none.
+
+    Small models (a few features, MLPs of 64 units) spend their time in many tiny kernels, where
+    extra threads mostly add synchronisation: one or two threads are fastest, and far faster
+    than torch's default of one per core when other processes share the machine.
+    """
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@contextlib.contextmanager
+def threads(n: int | None = None, name: str = "threads") -> Iterator[int]:
+    """Run torch's CPU kernels on ``n`` intra-op threads inside the block, then restore.
+
+    :param n: threads (``None``: :func:`default_threads`).
+    :param name: the option's name in messages.
+    :raises OptionError: when ``n`` is not a whole number >= 1.
+    """
+    count = default_threads() if n is None else whole(name, n)
+    assert count is not None
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before)
