@@ -231,6 +231,7 @@ class Target:
         categorical's levels or a binary's {0, 1}, an interval holding no level, a value
         never seen alone in the training rows (Assumption 1), or a per-draw array of the wrong
         length or holding intervals.
+    :raises OptionError: for a negative or non-numeric tolerance, or one naming a non-target.
 
     >>> import sedge_pyro as sp
     >>> from sedge_pyro.inference import Target
@@ -249,7 +250,7 @@ class Target:
         tolerance: float | Mapping[str, float] | None = None,
         n: int | None = None,
     ) -> None:
-        from sedge_pyro.identify import _normalize_target
+        from sedge_pyro.identify import _normalize_target, _validate_tolerance
 
         if not model.fitted:
             raise SedgeError("the model is not fitted: call model.fit(data) first")
@@ -272,6 +273,7 @@ class Target:
             self.target = {k: arrays.get(k, v) for k, v in normal.items()}
         else:
             self.target = _normalize_target(model.graph, target)
+        _validate_tolerance(tolerance, self.target)
         self.tolerance = tolerance
         self.events = [self._event(k, v, codes.get(k)) for k, v in self.target.items()]
         self._check_seen()

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+# MAX_CATEGORIES: integer or text columns with at most this many values are categorical under
+# "auto"; identify's check of text cells in a column of numbers uses the same bound
+from sedge_pyro.assumptions import MAX_CATEGORIES, refuse_stray_text
 from sedge_pyro.errors import DataError
 
 __all__ = ["Column", "Columns", "as_frame", "infer_kind"]
 
 KINDS = ("continuous", "binary", "categorical")
-#: integer or text columns with at most this many values are categorical under "auto"
-MAX_CATEGORIES = 50
 
 
 @dataclass
@@ -47,10 +48,15 @@ class Column:
         return len(self.categories) if self.kind == "categorical" else 1
 
     def encode(self, values: np.ndarray) -> np.ndarray:
-        """Raw values to normalised floats (categorical: codes)."""
+        """Raw values to normalised floats (categorical: codes).
+
+        :raises DataError: naming the column and the first value it cannot hold (text in a
+            continuous column, other than 0/1 in a binary one, a category never seen).
+        """
         if self.kind == "continuous":
-            return (np.asarray(values, dtype=float) - self.mean) / self.std
+            return (_numbers(values, self.name, "continuous") - self.mean) / self.std
         if self.kind == "binary":
+            _check_binary(pd.Series(np.asarray(values)), self.name)
             return np.asarray(values, dtype=float)
         lookup = {c: i for i, c in enumerate(self.categories)}
         codes = [lookup.get(v, -1) for v in np.asarray(values).tolist()]
@@ -100,7 +106,11 @@ def infer_kind(values: pd.Series) -> str:
 
     ``binary`` for 0/1 (or bool), ``categorical`` for few integers or any text, else
     ``continuous``.
+
+    :raises DataError: for a column of numbers with a few text cells (see
+        :func:`~sedge_pyro.assumptions.refuse_stray_text`), naming the column and a text cell.
     """
+    refuse_stray_text(values, str(values.name))
     if pd.api.types.is_bool_dtype(values):
         return "binary"
     if pd.api.types.is_numeric_dtype(values):
@@ -153,13 +163,7 @@ class Columns:
             if kind == "continuous":
                 out.append(_continuous(df[name], name, "specification"))
             elif kind == "binary":
-                values = df[name]
-                ok = values.isin([0, 1, True, False])
-                if not ok.all():
-                    raise DataError(
-                        f"column {name!r} holds {int((~ok).sum())} value(s) other than 0/1 "
-                        f"(e.g. {values[~ok].iloc[0]!r}): a Bernoulli specification needs 0/1"
-                    )
+                _check_binary(df[name], name)
                 out.append(Column(name, "binary"))
             elif kind == "categorical":
                 cats = sorted(pd.unique(df[name]).tolist(), key=lambda v: (str(type(v)), v))
@@ -226,15 +230,32 @@ def check_columns(df: pd.DataFrame, names: Sequence[str], what: str = "data") ->
                 raise DataError(f"{what} column {name!r} holds {inf} infinite value(s)")
 
 
-def _continuous(values: pd.Series, name: str, role: str) -> Column:
-    if pd.api.types.is_bool_dtype(values):
-        values = values.astype(float)
-    if not pd.api.types.is_numeric_dtype(values):
+def _numbers(values: Any, name: str, role: str) -> np.ndarray:
+    """A column's values as floats; text cells are a :class:`DataError` showing the first."""
+    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=float)
+    numbers = pd.to_numeric(series, errors="coerce")
+    text = series[numbers.isna() & series.notna()]
+    if len(text):
         raise DataError(
-            f"column {name!r} is not numeric (e.g. {values.iloc[0]!r}): a {role} must be a "
-            "number here"
+            f"column {name!r} holds {len(text)} non-numeric value(s), e.g. {text.iloc[0]!r}: "
+            f"a {role} column must hold numbers"
         )
-    arr = values.to_numpy(dtype=float)
+    return numbers.to_numpy(dtype=float)
+
+
+def _check_binary(values: pd.Series, name: str) -> None:
+    ok = values.isin([0, 1, True, False])
+    if not ok.all():
+        raise DataError(
+            f"column {name!r} holds {int((~ok).sum())} value(s) other than 0/1 "
+            f"(e.g. {values[~ok].iloc[0]!r}): a Bernoulli specification needs 0/1"
+        )
+
+
+def _continuous(values: pd.Series, name: str, role: str) -> Column:
+    arr = _numbers(values, name, role)
     std = float(arr.std())
     if not std > 0:
         raise DataError(

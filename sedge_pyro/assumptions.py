@@ -38,12 +38,15 @@ __all__ = [
     "overlap_assumption",
     "positivity_assumption",
     "rarity_assumption",
+    "refuse_stray_text",
 ]
 
 #: A continuous point target matches training values within this many standard deviations.
 DEFAULT_TOLERANCE_SD = 0.1
 #: The rarity check flags blocks that would co-occur in more than this share of rows.
 RARITY_THRESHOLD = 0.05
+#: Columns of integers or text with at most this many distinct values are categories.
+MAX_CATEGORIES = 50
 
 Tolerance = float | Mapping[str, float] | None
 
@@ -115,6 +118,39 @@ def is_continuous(column: pd.Series) -> bool:
         return False
     values = column.to_numpy(dtype=float)
     return not np.all(np.equal(np.mod(values, 1.0), 0.0))
+
+
+def refuse_stray_text(column: pd.Series, name: str) -> None:
+    """Refuse a column of numbers holding a few text cells (a typo, a stray header, ``"n/a"``).
+
+    Read as text, such a column would become one category per value. A column is refused when
+    most of its cells are numbers, some are not, and it has more than
+    :data:`MAX_CATEGORIES` distinct values; text labels (all or most cells text, or few
+    distinct values) pass. :func:`~sedge_pyro.identify` and a model's ``"auto"`` kinds decide
+    the same way.
+
+    :param column: the column (NaN cells are not looked at).
+    :param name: the column's name in the message.
+    :raises DataError: naming the column, the count of text cells and the first one.
+
+    >>> refuse_stray_text(pd.Series(["red", "blue"] * 30), "colour")
+    >>> refuse_stray_text(pd.Series([f"{i / 10}" for i in range(99)] + ["abc"]), "z1")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sedge_pyro.errors.DataError: column 'z1' holds 1 text value(s) among 99 numbers, e.g. 'abc': ...
+    """
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return
+    values = column.dropna()
+    text = values[pd.to_numeric(values, errors="coerce").isna()]
+    if text.empty or 2 * len(text) >= len(values) or values.nunique() <= MAX_CATEGORIES:
+        return
+    raise DataError(
+        f"column {name!r} holds {len(text)} text value(s) among {len(values) - len(text)} "
+        f"numbers, e.g. {text.iloc[0]!r}: expected a number in every row (fix or drop those "
+        "rows)"
+    )
 
 
 class Coverage:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import warnings
@@ -17,10 +18,15 @@ from typing import Any
 from sedge_pyro import __version__
 from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
+from sedge_pyro.options import default_threads, threads
 
 __all__ = ["main", "parse_options", "parse_target"]
 
 _TARGET = re.compile(r"^(?P<name>[^=<>]+?)\s*(?P<op><=|>=|=|<|>)\s*(?P<value>.+)$")
+#: seeds are whole numbers that fit torch's 64-bit generators: 0 <= seed < 2**63
+SEED_LIMIT = 2**63
+#: the most draws (``-n`` times ``--chains``) one ``sedge sample`` call makes
+MAX_DRAWS = 10**8
 
 
 def _scalar(text: str) -> Any:
@@ -61,6 +67,11 @@ def parse_target(tokens: Sequence[str]) -> dict[str, Any]:
                 f"target {token!r}: expected NAME=VALUE, NAME<VALUE, NAME>VALUE or NAME=LOW..HIGH"
             )
         name, op, value = match.group("name").strip(), match.group("op"), match.group("value")
+        if value.lstrip()[:1] in ("=", "<", ">"):
+            raise TargetError(
+                f"target {token!r}: two comparison signs; expected NAME=VALUE, NAME<VALUE, "
+                "NAME<=VALUE, NAME>VALUE, NAME>=VALUE or NAME=LOW..HIGH"
+            )
         if name in target:
             raise TargetError(f"target names {name!r} twice: expected each specification once")
         if op in ("<", "<="):
@@ -79,6 +90,8 @@ def _read_csv(path: str) -> Any:
     import pandas as pd
 
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"data file {path!r} is a folder: expected a CSV file")
     if not p.is_file():
         raise DataError(f"data file {path!r} does not exist")
     try:
@@ -198,6 +211,25 @@ def _refuse_overwrite(path: str, overwrite: bool) -> None:
         raise SedgeError(f"{path!r} exists; pass --overwrite to replace it")
 
 
+def _check_writable(path: str, flag: str) -> None:
+    """Refuse an output path that cannot be written, before the work (creates nothing)."""
+    p = Path(path)
+    if p.is_dir():
+        raise OptionError(f"{flag} {path!r} is a folder: expected a file name")
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OptionError(f"{flag} {path!r}: {str(folder)!r} is a file, so no folder can be made")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OptionError(f"{flag} {path!r}: the folder {str(folder)!r} is not writable")
+
+
+def _check_seed(seed: Any) -> None:
+    if seed is not None and not 0 <= seed < SEED_LIMIT:
+        raise OptionError(f"--seed {seed}: expected a whole number from 0 to 2**63 - 1")
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import time
 
@@ -210,6 +242,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     graph = _read_graph(args.graph)
     data = _read_csv(args.data)
     _refuse_overwrite(args.output, args.overwrite)
+    _check_writable(args.output, "-o")
     from sedge_pyro.models import SEDGEModel
 
     kwargs: dict[str, Any] = {"structure": args.structure}
@@ -248,23 +281,43 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     target = parse_target(args.target)
     options = parse_options(args.option)
+    draws = args.n * args.chains
+    if args.n > 0 and args.chains > 0 and draws > MAX_DRAWS:
+        raise OptionError(
+            f"-n {args.n} with --chains {args.chains} asks for {draws} draws: expected at most "
+            f"{MAX_DRAWS:,} in one call (split the work into several calls)"
+        )
     if args.output is not None:
         if Path(args.output).suffix not in (".csv", ".nc"):
             raise OptionError(f"-o {args.output!r}: expected a .csv or .nc file")
         _refuse_overwrite(args.output, args.overwrite)
+        _check_writable(args.output, "-o")
+    import torch
+
     from sedge_pyro.models import SEDGEModel
 
     model = SEDGEModel.load(args.model, device=args.device or "cpu")
-    samples = model.sample(
-        target,
-        n=args.n,
-        method=args.method,
-        chains=args.chains,
-        seed=args.seed,
-        tolerance=args.tolerance,
-        progress=not args.quiet,
-        **options,
-    )
+    try:
+        samples = model.sample(
+            target,
+            n=args.n,
+            method=args.method,
+            chains=args.chains,
+            seed=args.seed,
+            tolerance=args.tolerance,
+            progress=not args.quiet,
+            **options,
+        )
+    except (MemoryError, RuntimeError) as err:
+        # torch reports a failed CPU allocation as a plain RuntimeError
+        if not isinstance(err, MemoryError | torch.OutOfMemoryError) and (
+            "can't allocate memory" not in str(err)
+        ):
+            raise
+        raise OptionError(
+            f"-n {args.n} with --chains {args.chains}: {draws} draws do not fit in memory; "
+            "expected fewer draws"
+        ) from None
     text = ", ".join(Var(k, v).to_text() for k, v in samples.target.items())
     line = (
         f"sampled {samples.chains} x {samples.draws} draws of {', '.join(samples.features)} "
@@ -292,8 +345,6 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     if args.identify:
         from sedge_pyro import demo
 
-        if args.rows < 1:
-            raise OptionError(f"--rows {args.rows}: expected a positive number")
         demo.run_registry(n=args.rows, seed=args.seed)
         return 0
     width = max(len(n) for n in EXAMPLES)
@@ -458,6 +509,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
     p.set_defaults(func=_cmd_images)
+    for p in sub.choices.values():
+        p.add_argument(
+            "--threads",
+            type=int,
+            metavar="N",
+            help=f"torch CPU threads (default: {default_threads()})",
+        )
     return parser
 
 
@@ -470,12 +528,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with threads(args.threads, "--threads"), warnings.catch_warnings():
+            _check_seed(getattr(args, "seed", None))
+            rows = getattr(args, "rows", None)
+            if rows is not None and rows < 1:
+                raise OptionError(f"--rows {rows}: expected a positive number")
             # ArviZ 0.23's once-a-day notice about its own refactor is not the user's concern
             warnings.filterwarnings(
                 "ignore", message=r"(?s).*ArviZ is undergoing", category=FutureWarning
             )
-            return int(args.func(args))
+            code = int(args.func(args))
+            sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
+            return code
+    except BrokenPipeError:
+        # the reader left (`sedge ... | head -1`): not an error; as the Python docs recommend,
+        # point stdout at devnull so the flush at exit does not fail again
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
     except SedgeError as err:
         print(f"sedge: error: {err}", file=sys.stderr)
         return 2

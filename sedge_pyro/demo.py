@@ -351,12 +351,30 @@ def refuse_other_run(path: Path, config: dict[str, Any], force: bool) -> None:
         raise SedgeError(f"--out {str(path)!r} is a file: expected a folder")
     if path.is_dir() and any(path.iterdir()) and not force:
         stamp = path / "run.json"
-        previous = json.loads(stamp.read_text()).get("config", {}) if stamp.is_file() else None
+        previous = _stamped_config(stamp) if stamp.is_file() else None
         if previous is None or any(previous.get(k) != v for k, v in config.items()):
             raise SedgeError(
                 f"{str(path)!r} holds a different run: pass --force to replace it, or --out "
                 "another folder"
             )
+
+
+def _stamped_config(stamp: Path) -> dict[str, Any]:
+    """The ``config`` object of a ``run.json`` stamp.
+
+    :raises SedgeError: naming the file when it is not a JSON object with a ``config`` object.
+    """
+    try:
+        data = json.loads(stamp.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    config = data.get("config", {}) if isinstance(data, dict) else None
+    if not isinstance(config, dict):
+        raise SedgeError(
+            f"{str(stamp)!r} is not a run stamp (a JSON object with a 'config' object): pass "
+            "--force to replace the folder's run, or --out another folder"
+        )
+    return config
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:

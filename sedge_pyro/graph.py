@@ -62,6 +62,27 @@ def _edge(u: str, v: str) -> str:
     return f"{u} -> {v}"
 
 
+def _parent_list(spec: Any, parents: Any, what: str = "parents") -> list[Any]:
+    """A specification's parents as a list of names; a string is not a list of parents.
+
+    ``what="edges"`` / ``"names"`` checks the ``feature_edges`` / ``features`` arguments.
+    """
+    if what == "parents":
+        where, is_, holds = f"the parents of {spec!r}", "are", "include"
+        example = f"e.g. {{{spec!r}: ['x1', 'x2']}}"
+    else:
+        where, is_, holds, example = spec, "is", "holds", "e.g. ['x1']"
+    if isinstance(parents, str | bytes) or not isinstance(parents, Iterable):
+        raise GraphError(f"{where} {is_} {parents!r}: expected a list of feature {what}, {example}")
+    out = list(parents)
+    for name in out:
+        if what != "edges" and not isinstance(name, str):
+            raise GraphError(f"{where} {holds} {name!r}: expected feature names (strings)")
+        if what == "edges" and (isinstance(name, str) or not isinstance(name, Iterable)):
+            raise GraphError(f"{where} {holds} {name!r}: expected (feature, feature) pairs")
+    return out
+
+
 def _as_names(nodes: Iterable[str] | str) -> set[str]:
     return {nodes} if isinstance(nodes, str) else set(nodes)
 
@@ -201,15 +222,21 @@ class SpecGraph:
         :param feature_edges: extra ``(feature, feature)`` edges among the features.
         :param features: extra features, e.g. ones with no specification child.
         :returns: the validated graph.
-        :raises GraphError: when a name is used both as a specification and as a feature (the
-            message names the edge), when ``selection`` clashes with another name, when
+        :raises GraphError: when ``parents`` is not a dict of lists of names (the message
+            names the specification), when a name is used both as a specification and as a
+            feature (the message names the edge), when ``selection`` clashes with another name, when
             ``selection_parents`` names a non-specification, or when validation fails.
 
         >>> g = SpecGraph.from_parents({"z1": ["x1", "x2"], "z2": ["x2", "x3"]})
         >>> g.parents("S")
         ('z1', 'z2')
         """
-        spec_parents = {spec: list(ps) for spec, ps in parents.items()}
+        if not isinstance(parents, Mapping):
+            raise GraphError(
+                f"parents is {type(parents).__name__}: expected a dict specification -> list "
+                "of feature parents, e.g. {'z1': ['x1', 'x2']}"
+            )
+        spec_parents = {spec: _parent_list(spec, ps) for spec, ps in parents.items()}
         specs = set(spec_parents)
         for spec, ps in spec_parents.items():
             for p in ps:
@@ -219,8 +246,11 @@ class SpecGraph:
                         "parents (a specification) and also listed as a parent; SEDGE allows "
                         "no edges among specifications (Sec. 3.1 (ii))"
                     )
-        f_edges = [tuple(e) for e in feature_edges]
-        extra = list(features)
+        f_edges = [tuple(e) for e in _parent_list("feature_edges", feature_edges, "edges")]
+        for e in f_edges:
+            if len(e) != 2 or not all(isinstance(name, str) for name in e):
+                raise GraphError(f"feature_edges holds {e!r}: expected (feature, feature) pairs")
+        extra = _parent_list("features", features, "names")
         for u, v in f_edges:
             for name in (u, v):
                 if name in specs:
@@ -493,6 +523,10 @@ class SpecGraph:
         for i, node in enumerate(data["nodes"]):
             if not isinstance(node, dict) or "id" not in node:
                 raise GraphError(f"nodes[{i}] is {node!r}; expected an object with an 'id'")
+            if not isinstance(node["id"], str):
+                raise GraphError(
+                    f"nodes[{i}] has id {node['id']!r}; expected a node name (a string)"
+                )
             g.add_node(node["id"], **{k: v for k, v in node.items() if k != "id"})
         for i, link in enumerate(edges):
             if not isinstance(link, dict) or "source" not in link or "target" not in link:
@@ -600,6 +634,10 @@ class SpecGraph:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError as err:
             raise GraphError(f"{str(p)!r} does not exist; expected a saved SpecGraph") from err
+        except UnicodeDecodeError as err:
+            raise GraphError(
+                f"{str(p)!r} is not UTF-8 text (byte {err.start}): expected a saved SpecGraph"
+            ) from err
         except OSError as err:
             raise GraphError(f"cannot read {str(p)!r}: {err}") from err
         try:

@@ -54,8 +54,9 @@ from sedge_pyro.assumptions import (
     overlap_assumption,
     positivity_assumption,
     rarity_assumption,
+    refuse_stray_text,
 )
-from sedge_pyro.errors import DataError, GraphError, TargetError
+from sedge_pyro.errors import DataError, GraphError, OptionError, TargetError
 from sedge_pyro.expr import Factorization, Interval, Term, Var
 from sedge_pyro.graph import SpecGraph, natural_key
 
@@ -284,6 +285,8 @@ def _validate_seen(graph: SpecGraph, seen: Any, target: Mapping[str, Any]) -> pd
                 f"columns are {', '.join(map(str, seen.columns))}"
             )
     _check_nan(graph, seen)
+    for name in target:
+        refuse_stray_text(seen[name], name)
     sel = graph.selection
     if sel in seen.columns and not (seen[sel] == 1).all():
         raise DataError(
@@ -296,7 +299,7 @@ def _validate_tolerance(tolerance: Any, target: Mapping[str, Any]) -> None:
     values = tolerance.items() if isinstance(tolerance, Mapping) else [("tolerance", tolerance)]
     for name, value in values:
         if isinstance(tolerance, Mapping) and name not in target:
-            raise TargetError(
+            raise OptionError(
                 f"tolerance names {name!r}, which is not a target specification: expected one "
                 f"of {', '.join(target)}"
             )
@@ -305,7 +308,7 @@ def _validate_tolerance(tolerance: Any, target: Mapping[str, Any]) -> None:
         ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
         if not ok or not value >= 0:
             where = "tolerance" if name == "tolerance" else f"tolerance for {name!r}"
-            raise TargetError(f"{where} is {value!r}: expected a non-negative number")
+            raise OptionError(f"{where} is {value!r}: expected a number >= 0 (or None)")
 
 
 def _check_nan(graph: SpecGraph, data: pd.DataFrame) -> None:
@@ -442,7 +445,9 @@ def identify(
         standard deviations of the column.
     :returns: an :class:`Identification`.
     :raises TargetError: when the target names an unknown spec or holds a bad value.
-    :raises DataError: when ``seen`` lacks a target column, is empty or holds NaNs.
+    :raises OptionError: when ``tolerance`` is negative, not a number, or names a non-target.
+    :raises DataError: when ``seen`` lacks a target column, is empty, holds NaNs, or holds a
+        few text cells in a column of numbers.
 
     References: Prop. 1 and 4, Thms 1-3, Eq. (3) of the SEDGE paper.
 

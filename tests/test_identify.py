@@ -848,11 +848,11 @@ def test_explain_and_to_dict_with_target_columns_only() -> None:
 
 def test_negative_tolerance_in_a_dict_is_rejected() -> None:
     g = sp.SpecGraph.from_parents(FIG2B)
-    with pytest.raises(sp.TargetError, match="tolerance"):
+    with pytest.raises(sp.OptionError, match="tolerance"):
         sp.identify(g, {"z1": 0.5, "z2": 0.5}, continuous_rows(), tolerance={"z1": -1.0})
 
 
-def test_non_numeric_tolerance_is_a_target_error() -> None:
+def test_non_numeric_tolerance_is_an_option_error() -> None:
     g = sp.SpecGraph.from_parents(FIG2B)
-    with pytest.raises(sp.TargetError, match="tolerance"):
+    with pytest.raises(sp.OptionError, match="tolerance"):
         sp.identify(g, {"z1": 0.5, "z2": 0.5}, continuous_rows(), tolerance="wide")
