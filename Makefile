@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint format bench docs clean
+.PHONY: demo test test-slow test-arviz1 lint format bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,24 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
+
+# The ArviZ 1.x path (an xarray.DataTree; what Python >= 3.12 gets from `arviz>=0.23,<2`) on
+# this Python: arviz-base and arviz-stats in a folder of their own, put on PYTHONPATH, make
+# `arviz_base` importable, which selects that path. --no-deps: numpy, scipy, xarray,
+# xarray-einstats and h5netcdf are already in the venv (ArviZ 0.x needs them), and --target
+# would install second copies of them. SEDGE_EXPECT_ARVIZ=1 makes a test fail unless the
+# DataTree path is the one tested.
+ARVIZ1_SITE := .arviz1-site
+
+$(ARVIZ1_SITE)/.installed: $(STAMP)
+	rm -rf $(ARVIZ1_SITE)
+	$(BIN)/pip install --quiet --no-deps --target $(ARVIZ1_SITE) 'arviz-base>=0.8' 'arviz-stats>=0.8'
+	touch $@
+
+test-arviz1: $(ARVIZ1_SITE)/.installed
+	SEDGE_EXPECT_ARVIZ=1 PYTHONPATH=$(ARVIZ1_SITE) $(BIN)/python -m pytest -m "not slow" -q \
+		tests/test_arviz_compat.py tests/test_samples.py tests/test_per_draw_targets.py \
+		tests/test_cli.py::test_sample_to_netcdf_round_trips
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,4 +62,4 @@ docs: $(STAMP)
 	@echo "docs are Markdown under docs/; see docs/index.md"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(ARVIZ1_SITE) build *.egg-info .pytest_cache .ruff_cache .hypothesis

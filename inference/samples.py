@@ -2,22 +2,26 @@
 
 Draws are held as ``(chain, draw, feature)`` in raw units, with per-draw statistics
 (``sample_stats``: the target's log-likelihood, acceptance, loss, ...) and the method's
-settings. :meth:`Samples.to_inference_data` gives ArviZ's ``InferenceData`` (a variable per
-feature with dims ``chain, draw``), which round-trips through NetCDF (:meth:`Samples.save`,
-:meth:`Samples.load`).
+settings. :meth:`Samples.to_inference_data` gives ArviZ data (a variable per feature with dims
+``chain, draw``): an ``xarray.DataTree`` under ArviZ 1.x, an ``arviz.InferenceData`` under
+ArviZ 0.x (see :mod:`sedge_pyro.arviz_compat`), which round-trips through NetCDF
+(:meth:`Samples.save`, :meth:`Samples.load`).
 
 A per-draw target (one value per draw, see :mod:`~sedge_pyro.inference.sample`) is kept in
-:attr:`Samples.target` as a numpy array of length ``draws``. In ``InferenceData`` its values
+:attr:`Samples.target` as a numpy array of length ``draws``. In the ArviZ data its values
 live only in ``observed_data`` (a variable named after the spec with dims ``("draw",)``); the
 ``target`` attribute marks the spec ``{"per_draw": n}`` rather than repeating the values, and
 :meth:`Samples.from_inference_data` puts the array back.
+
+Variable names cannot hold ``/`` (``DataTree`` forbids it, NetCDF too), which node names may:
+there ``%`` is written ``%25`` and ``/`` ``%2F``, and the ``features`` attribute keeps the true
+names in order (its presence marks the escaping when the data is read back).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sedge_pyro import arviz_compat
+from sedge_pyro.atomic import atomic_path
 from sedge_pyro.errors import SedgeError
 
 __all__ = ["Samples"]
@@ -130,78 +136,116 @@ class Samples:
         return df
 
     def to_inference_data(self) -> Any:
-        """An ``arviz.InferenceData``: ``posterior`` (a variable per feature, dims ``chain,
-        draw``), ``sample_stats`` (per-draw statistics), ``observed_data`` (the target), and
-        the method, target and settings as attributes.
-        """
-        import arviz as az
+        """The draws as ArviZ data: an ``xarray.DataTree`` (ArviZ 1.x) or an
+        ``arviz.InferenceData`` (ArviZ 0.x), with ``posterior`` (a variable per feature, dims
+        ``chain, draw``), ``sample_stats`` (per-draw statistics), ``observed_data`` (the
+        target), and the method, target, feature names, settings (``setting_*``) and run
+        figures (``info_*``) as attributes of the root and the posterior.
 
-        posterior = {f: self.values[:, :, j] for j, f in enumerate(self.features)}
+        >>> import numpy as np
+        >>> s = Samples(np.zeros((2, 3, 1)), ["x1"], {"z1": 1.0}, "plan")
+        >>> s.to_inference_data().posterior["x1"].dims
+        ('chain', 'draw')
+        """
+        posterior = {_escape(f): self.values[:, :, j] for j, f in enumerate(self.features)}
         observed = dict(self.observed)
         per_draw = [k for k, v in self.target.items() if isinstance(v, np.ndarray)]
         observed.update({k: self.target[k] for k in per_draw})
-        attrs = {"method": self.method, "target": _attr(_target_json(self.target))}
+        attrs = {
+            "method": self.method,
+            "target": _attr(_target_json(self.target)),
+            "features": _attr(list(self.features)),
+        }
         attrs.update({f"setting_{k}": _attr(v) for k, v in self.settings.items()})
         attrs.update({f"info_{k}": _attr(v) for k, v in self.info.items()})
-        # ArviZ 0.2x puts ``attrs`` on the root and observed_data only: the posterior needs its
-        # own copy, as from_inference_data and NetCDF readers look there. The per-draw target
-        # log-likelihood is a sample statistic here (one number per draw, not ArviZ's pointwise
-        # log_likelihood group), which ArviZ flags with a PendingDeprecationWarning.
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", "log_likelihood variable found", PendingDeprecationWarning
-            )
-            return az.from_dict(
-                posterior=posterior,
-                sample_stats=self.stats or None,
-                observed_data=observed or None,
-                dims={k: ["draw"] for k in per_draw} or None,
-                attrs=dict(attrs),
-                posterior_attrs=dict(attrs),
-            )
+        # ArviZ 0.x reads a file's attributes from its groups, not its root: the posterior
+        # keeps its own copy
+        return arviz_compat.from_groups(
+            {
+                "posterior": posterior,
+                "sample_stats": {_escape(k): v for k, v in self.stats.items()},
+                "observed_data": {_escape(k): v for k, v in observed.items()},
+            },
+            dims={_escape(k): ["draw"] for k in per_draw},
+            attrs={"/": attrs, "posterior": attrs},
+        )
 
     def summary(self, **kwargs: Any) -> pd.DataFrame:
-        """``arviz.summary`` of the draws (R-hat and ESS need several chains)."""
-        import arviz as az
+        """R-hat, ESS and moments of each feature (R-hat and ESS need several chains).
 
-        return az.summary(self.to_inference_data(), **kwargs)
+        ``arviz.summary`` (ArviZ 0.x) or ``arviz_stats.summary`` (ArviZ 1.x) of
+        :meth:`to_inference_data`, rows named by feature; ``kwargs`` go to that function
+        (e.g. ``kind="diagnostics"``, ``round_to="none"``). Both give ``mean``, ``sd``,
+        ``ess_bulk``, ``ess_tail``, ``r_hat``, ``mcse_mean`` and ``mcse_sd``.
+        """
+        out = arviz_compat.summary(self.to_inference_data(), **kwargs)
+        names = {_escape(f): f for f in self.features if _escape(f) != f}
+        if names and isinstance(out, pd.DataFrame):
+            fmt = getattr(out, "_fmt_map", None)  # arviz_stats 1.x: display digits per row
+            out = out.rename(index=names)
+            if isinstance(fmt, dict):
+                out._fmt_map = {
+                    c: {names.get(i, i): v for i, v in m.items()} for c, m in fmt.items()
+                }
+        return out
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the draws: NetCDF (``.nc``, the ArviZ form) or CSV (``.csv``, the draws).
 
-        :raises SedgeError: when the file exists and ``overwrite`` is false, or for another
-            suffix.
+        The file is written under a temporary name of its own in the same folder and then
+        published, so a reader never sees half a file and concurrent writers do not mix.
+        Without ``overwrite``, a file that appears at ``path`` meanwhile is kept, not replaced.
+
+        :raises SedgeError: when the file exists and ``overwrite`` is false, when ``path`` is
+            a directory, for another suffix, or when the file cannot be written.
+        :raises ImportError: for ``.nc`` when h5netcdf or h5py is missing (ArviZ 1.x does not
+            need them).
         """
         p = Path(path)
         if p.suffix not in (".nc", ".csv"):
             raise SedgeError(f"{str(p)!r}: expected a .nc (NetCDF) or .csv file")
-        if p.exists() and not overwrite:
-            raise SedgeError(f"{str(p)!r} exists; pass overwrite=True to replace it")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        try:
+        with atomic_path(p, overwrite=overwrite) as tmp:
             if p.suffix == ".nc":
-                self.to_inference_data().to_netcdf(str(tmp))
+                arviz_compat.to_netcdf(self.to_inference_data(), tmp)
             else:
                 self.to_dataframe(index=True).to_csv(tmp, index=False)
-            os.replace(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)
         return p
 
     @classmethod
     def from_inference_data(cls, idata: Any) -> Samples:
-        """Rebuild from an ``InferenceData`` written by :meth:`to_inference_data`."""
-        post = idata.posterior
-        attrs = {**dict(getattr(idata, "attrs", None) or {}), **dict(post.attrs)}
-        features = list(post.data_vars)
-        values = np.stack([post[f].values for f in features], axis=-1)
-        stats = {}
-        if "sample_stats" in idata.groups():
-            stats = {k: idata.sample_stats[k].values for k in idata.sample_stats.data_vars}
-        observed = {}
-        if "observed_data" in idata.groups():
-            observed = {k: idata.observed_data[k].values for k in idata.observed_data.data_vars}
+        """Rebuild from the ArviZ data of :meth:`to_inference_data`: an ``xarray.DataTree``
+        or an ``arviz.InferenceData``, under either ArviZ version.
+
+        :raises SedgeError: when it has no ``posterior`` group or lacks a per-draw target's
+            values.
+        """
+        post = arviz_compat.group(idata, "posterior")
+        attrs = {**arviz_compat.root_attrs(idata), **dict(post.attrs)}
+        if "features" in attrs:
+            features = _unjson(attrs["features"])
+            if not isinstance(features, list):
+                raise SedgeError(
+                    f"attribute 'features' is {attrs['features']!r}: expected a JSON list"
+                )
+            features, name = [str(f) for f in features], _unescape
+            variables = [_escape(f) for f in features]
+            missing = [
+                f for f, v in zip(features, variables, strict=True) if v not in post.data_vars
+            ]
+            if missing:
+                raise SedgeError(f"features {missing} are named but have no draws")
+        else:  # written before names were escaped: the variables are the features
+            features = variables = [str(v) for v in post.data_vars]
+            name = str
+        values = np.stack([post[v].values for v in variables], axis=-1)
+        groups = arviz_compat.group_names(idata)
+        stats, observed = {}, {}
+        if "sample_stats" in groups:
+            ds = arviz_compat.group(idata, "sample_stats")
+            stats = {name(str(k)): ds[k].values for k in ds.data_vars}
+        if "observed_data" in groups:
+            ds = arviz_compat.group(idata, "observed_data")
+            observed = {name(str(k)): ds[k].values for k in ds.data_vars}
         settings = {k[8:]: _unjson(v) for k, v in attrs.items() if k.startswith("setting_")}
         info = {k[5:]: _unjson(v) for k, v in attrs.items() if k.startswith("info_")}
         target = _target_from_json(json.loads(attrs.get("target", "{}")), observed)
@@ -211,13 +255,41 @@ class Samples:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Samples:
-        """Read a NetCDF file written by :meth:`save`."""
-        import arviz as az
+        """Read a NetCDF file written by :meth:`save` (by either ArviZ version).
 
+        :raises SedgeError: naming ``path`` when it is missing, a directory, unreadable, not
+            NetCDF, or not a file of samples.
+        :raises ImportError: when h5netcdf or h5py is missing (ArviZ 1.x does not need them).
+        """
         p = Path(path)
-        if not p.is_file():
+        if p.is_dir():
+            raise SedgeError(f"{str(p)!r} is a directory: expected a NetCDF file of samples")
+        if not p.exists():
             raise SedgeError(f"{str(p)!r} does not exist: expected a NetCDF file of samples")
-        return cls.from_inference_data(az.from_netcdf(str(p)))
+        try:
+            data = arviz_compat.from_netcdf(p)
+        except ImportError:  # no NetCDF library: not the file's fault
+            raise
+        except Exception as err:  # the readers raise OSError, ValueError, KeyError, ...
+            raise SedgeError(
+                f"{str(p)!r} cannot be read as a NetCDF file of samples: {err}"
+            ) from err
+        try:
+            return cls.from_inference_data(data)
+        except SedgeError as err:
+            raise SedgeError(f"{str(p)!r} is not a file of samples: {err}") from err
+        except (KeyError, TypeError, ValueError) as err:
+            raise SedgeError(f"{str(p)!r} is not a file of samples: {err!r}") from err
+
+
+def _escape(name: str) -> str:
+    """A variable name without ``/`` (``DataTree`` and NetCDF forbid it), reversibly."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def _unescape(name: str) -> str:
+    # each ``%`` of an escaped name starts ``%25`` or ``%2F``, so this order is exact
+    return name.replace("%2F", "/").replace("%25", "%")
 
 
 def _target_json(target: Mapping[str, Any]) -> dict[str, Any]:

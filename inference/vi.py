@@ -47,6 +47,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoIAFNormal, AutoMultivariateNormal, init_to_value
 from tqdm.auto import tqdm
 
+from sedge_pyro import arviz_compat
 from sedge_pyro.errors import OptionError
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
@@ -112,13 +113,9 @@ def importance_diagnostics(log_w: torch.Tensor) -> dict[str, float]:
     khat = math.nan
     try:
         with warnings.catch_warnings():
-            # arviz 0.23 warns about its refactor on import, and psislw about a large k-hat,
-            # which is reported here rather than warned
+            # psislw warns about a large k-hat, which is reported here rather than warned
             warnings.simplefilter("ignore")
-            import arviz as az
-
-            _, k = az.psislw(lw.cpu().numpy())
-        khat = float(np.asarray(k).reshape(-1)[0])
+            _, khat = arviz_compat.psislw(lw.cpu().numpy())
     except Exception:  # noqa: BLE001 - a diagnostic must not fail the draw
         pass
     return {"ess": ess, "ess_fraction": ess / lw.numel(), "khat": khat}
