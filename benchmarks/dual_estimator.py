@@ -170,7 +170,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="training rows")
     parser.add_argument("--out", default="benchmarks/results/dual_estimator.json")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    from sedge_pyro.options import set_threads
+
+    set_threads(1)
     start = time.perf_counter()
     targets = {}
     for d in args.dims:

@@ -3,6 +3,13 @@
 Usage: ``python benchmarks/fit_speed.py [--rows 20000] [--steps 2000] [--threads 1]``.
 Prints a Markdown table and writes ``benchmarks/results/fit_speed.json``.
 
+``--sizes 200,2000,20000 [--seeds 0,1]`` instead compares the default step budget and batch
+(:func:`sedge_pyro.inference.fit.schedule`: grows with the rows, always with held-out early
+stopping) with the fixed 2,000 steps of batch 256 it replaced, for the default
+``SEDGEModel`` on ``paper_synthetic(size)``; it reports steps, seconds and the held-out NLL of
+each component, in the fit's own history (normalised units) and on 10,000 fresh Seen rows
+(raw units), and writes ``benchmarks/results/fit_defaults.json``.
+
 NLL is per row on 10% held-out Seen rows, in nats of the raw data (the normalisation's Jacobian
 included), so models are comparable; the diffusion prior has no density and reports its DDPM
 denoising loss instead.
@@ -71,6 +78,81 @@ def held_out_nll(model: sp.SEDGEModel, test, name: str) -> float:
         return float(-(comp.log_prob(t["X"][:, j : j + 1], t["Z"]) - np.log(cols[name].std)).mean())
 
 
+BUDGETS = [("2,000 steps, batch 256 (before)", {"steps": 2000, "batch_size": 256}), ("default", {})]
+
+
+def compare_budgets(args: argparse.Namespace) -> None:
+    """The default budget against the fixed 2,000 steps, per size, seed and component."""
+    fresh = sp.datasets.paper_synthetic(12_000, seed=10_000).seen.head(10_000)
+    rows = []
+    for size in [int(n) for n in args.sizes.split(",")]:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            data = sp.datasets.paper_synthetic(size, seed=seed)
+            for label, budget in BUDGETS:
+                model = sp.SEDGEModel(data.graph)
+                start = time.perf_counter()
+                model.fit(data.seen, seed=seed, progress=False, threads=args.threads, **budget)
+                total = time.perf_counter() - start
+                for name, h in model.history.items():
+                    rows.append(
+                        {
+                            "size": size,
+                            "rows": len(data.seen),
+                            "seed": seed,
+                            "budget": label,
+                            "component": name,
+                            "max_steps": h["max_steps"],
+                            "steps": h["steps"],
+                            "batch_size": h["batch_size"],
+                            "seconds": round(h["seconds"], 2),
+                            "fit_seconds": round(total, 2),
+                            "history_nll": round(h["best_val"], 4),
+                            "fresh_nll": round(held_out_nll(model, fresh, name), 4),
+                        }
+                    )
+                    r = rows[-1]
+                    print(
+                        f"{size:6d} seed {seed} {label:32s} {name:6s} {r['steps']:5d}/"
+                        f"{r['max_steps']:5d} steps {r['seconds']:7.2f} s  history NLL "
+                        f"{r['history_nll']:.4f}  fresh NLL {r['fresh_nll']:.4f}"
+                    )
+    print(
+        "\n| size (Seen rows) | component | budget | steps run / budget | seconds "
+        "| history NLL | fresh NLL |\n|---|---|---|---|---|---|---|"
+    )
+    seeds = sorted({r["seed"] for r in rows})
+    for size in sorted({r["size"] for r in rows}):
+        for name in dict.fromkeys(r["component"] for r in rows if r["size"] == size):
+            for label, _ in BUDGETS:
+                cell = [
+                    r
+                    for r in rows
+                    if (r["size"], r["component"], r["budget"]) == (size, name, label)
+                ]
+                seen = "/".join(str(r["rows"]) for r in cell)
+                steps = "/".join(f"{r['steps']}" for r in cell) + f" / {cell[0]['max_steps']}"
+                cols = [
+                    f"{size} ({seen})",
+                    name,
+                    label,
+                    steps,
+                    f"{np.mean([r['seconds'] for r in cell]):.1f}",
+                    f"{np.mean([r['history_nll'] for r in cell]):.4f}",
+                    f"{np.mean([r['fresh_nll'] for r in cell]):.4f}",
+                ]
+                print("| " + " | ".join(cols) + " |")
+    print(
+        f"\nmeans over seeds {seeds} (steps per seed); {args.threads} torch thread(s); NLL per "
+        "row: history = best held-out value during the fit (normalised units), fresh = 10,000 "
+        "new Seen rows (raw units)."
+    )
+    out = Path(args.out).with_name("fit_defaults.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"threads": args.threads, "torch": torch.__version__}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000, help="population rows simulated")
@@ -80,8 +162,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/fit_speed.json")
+    parser.add_argument("--sizes", help="compare step budgets at these population sizes")
+    parser.add_argument("--seeds", default="0,1", help="seeds of --sizes")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.sizes:
+        compare_budgets(args)
+        return
 
     seen, oracle, graph = sp.datasets.paper_synthetic(args.rows, seed=args.seed)
     rng = np.random.default_rng(args.seed)
@@ -98,6 +184,7 @@ def main() -> None:
             lr=args.lr,
             seed=args.seed,
             progress=False,
+            threads=args.threads,
         )
         total = time.perf_counter() - start
         for name, h in model.history.items():

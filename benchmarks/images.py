@@ -22,11 +22,10 @@ from typing import Any
 
 
 def one_run(seed: int, quick: bool, pool: bool, threads: int) -> dict[str, Any]:
-    import torch
-
     from sedge_pyro.demo_images import image_experiment
+    from sedge_pyro.options import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     start = time.perf_counter()
     exp = image_experiment(seed=seed, quick=quick, pool=pool, progress=False)
     return {

@@ -51,7 +51,9 @@ def one_run(seed: int, quick: bool) -> dict[str, Any]:
     """Fit, match, generate and score one run; returns a JSON-ready dict."""
     import torch
 
-    torch.set_num_threads(1)
+    from sedge_pyro.options import set_threads
+
+    set_threads(1)
     import sedge_pyro as sp
     from sedge_pyro.diagnostics import mcc
     from sedge_pyro.expr import Interval

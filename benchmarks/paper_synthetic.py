@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from sedge_pyro.demo import paper_experiment
+from sedge_pyro.options import set_threads
 
 METRICS = ["mmd", "mmd_over_floor", "mmd_std", "satisfaction", "satisfaction_gap", "outside"]
 
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="method labels, e.g. 'A plan' 'A opt'")
     parser.add_argument("--out", default="benchmarks/results/paper_synthetic.json")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)  # every fit and sampler of the run
 
     runs = []
     start = time.perf_counter()

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 import sedge_pyro as sp
+from sedge_pyro.options import set_threads
 
 TARGET = {"z1": sp.Interval(high=0.8), "z2": sp.Interval(low=1.0)}
 
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="labels to run (substring match)")
     parser.add_argument("--out", default="benchmarks/results/sample_speed.json")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
 
     seen, oracle, graph = sp.datasets.paper_synthetic(args.rows, seed=args.seed)
     runs = [r for r in RUNS if not args.only or any(o in r[0] for o in args.only)]

@@ -320,8 +320,9 @@ def run_cell(
     import torch
 
     from sedge_pyro.inference.fit import fit_component
+    from sedge_pyro.options import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     train, test = DATASETS[dataset](n_train, N_SCORE + draws, seed)
     if len(test) < N_SCORE + 2:
         raise ValueError(f"{dataset}: {len(test)} test rows: need more than {N_SCORE}")

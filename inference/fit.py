@@ -24,8 +24,29 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError
+from sedge_pyro.options import whole
 
-__all__ = ["History", "fit_component"]
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_EPOCHS",
+    "MAX_STEPS",
+    "MIN_STEPS",
+    "History",
+    "fit_component",
+    "schedule",
+]
+
+#: Rows per step when the caller names none (fewer when the training split is smaller).
+DEFAULT_BATCH = 256
+#: Passes over the training rows when neither ``steps`` nor ``epochs`` is given ...
+DEFAULT_EPOCHS = 100
+#: ... but never fewer steps than this: Adam at lr 1e-3 needs a few thousand updates whatever
+#: the rows (tables of 2,000 rows still improved up to step 1,700), and small tables stop
+#: early on the held-out rows anyway (200 rows: at step 550-650) ...
+MIN_STEPS = 2000
+#: ... nor more than this, which bounds the time of a large table's fit when its held-out loss
+#: keeps improving (with ``patience`` it usually stops long before).
+MAX_STEPS = 10_000
 
 
 @dataclass
@@ -42,6 +63,8 @@ class History:
     :param best_val: the held-out loss there (``nan`` without held-out rows).
     :param seconds: wall-clock time of the fit.
     :param stopped_early: whether patience ran out before the last step.
+    :param max_steps: the step budget (from ``steps``, ``epochs`` or :func:`schedule`).
+    :param batch_size: rows per step actually used (capped at the training rows).
     """
 
     name: str
@@ -53,6 +76,8 @@ class History:
     best_val: float = math.nan
     seconds: float = 0.0
     stopped_early: bool = False
+    max_steps: int = 0
+    batch_size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -63,6 +88,47 @@ def _empty_guide(*args: Any, **kwargs: Any) -> None:
     """No latent variables: the ELBO is the log-likelihood."""
 
 
+def schedule(
+    n_train: int,
+    *,
+    steps: int | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+) -> tuple[int, int]:
+    """The batch size and step budget of a fit on ``n_train`` training rows.
+
+    ``batch_size`` defaults to :data:`DEFAULT_BATCH` and is capped at ``n_train`` (a table
+    smaller than a batch is fitted full-batch). ``epochs`` wins over ``steps``; with neither,
+    the budget is :data:`DEFAULT_EPOCHS` passes over the rows, at least :data:`MIN_STEPS`
+    and at most :data:`MAX_STEPS` steps, so it grows with the rows up to the cap.
+
+    :param n_train: training rows (after the held-out split).
+    :param steps: an explicit step budget.
+    :param epochs: an explicit budget in passes over the training rows.
+    :param batch_size: an explicit batch size (``None``: the default).
+    :returns: ``(batch, total_steps)``.
+    :raises OptionError: for a ``steps``, ``epochs`` or ``batch_size`` that is not a whole
+        number >= 1.
+
+    >>> schedule(180)
+    (180, 2000)
+    >>> schedule(15_000)
+    (256, 5900)
+    >>> schedule(15_000, steps=300)
+    (256, 300)
+    """
+    steps = whole("steps", steps, none_ok=True)
+    epochs = whole("epochs", epochs, none_ok=True)
+    size = whole("batch_size", batch_size, none_ok=True)
+    batch = max(1, min(DEFAULT_BATCH if size is None else size, int(n_train)))
+    per_epoch = math.ceil(int(n_train) / batch)
+    if epochs is not None:
+        return batch, epochs * per_epoch
+    if steps is not None:
+        return batch, steps
+    return batch, min(MAX_STEPS, max(MIN_STEPS, DEFAULT_EPOCHS * per_epoch))
+
+
 def fit_component(
     module: nn.Module,
     model: Callable[..., None],
@@ -71,7 +137,7 @@ def fit_component(
     name: str = "component",
     steps: int | None = None,
     epochs: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     lr: float = 1e-3,
     val_fraction: float = 0.1,
     eval_every: int = 50,
@@ -87,9 +153,11 @@ def fit_component(
         training rows, for the plate's scale).
     :param tensors: the data, each with rows along dimension 0 (same number of rows).
     :param name: label for the progress bar and the history.
-    :param steps: SVI steps (default 2,000 unless ``epochs`` is given).
+    :param steps: SVI steps (default: :func:`schedule`'s budget, which grows with the rows
+        from :data:`MIN_STEPS` to :data:`MAX_STEPS`).
     :param epochs: passes over the training rows (overrides ``steps``).
-    :param batch_size: rows per step (capped at the number of training rows).
+    :param batch_size: rows per step (default :data:`DEFAULT_BATCH`; capped at the number
+        of training rows, so a small table is fitted full-batch).
     :param lr: Adam's learning rate.
     :param val_fraction: share of rows held out for early stopping (0 for none).
     :param eval_every: steps between evaluations.
@@ -98,6 +166,7 @@ def fit_component(
     :param progress: show a tqdm progress bar.
     :returns: the :class:`History`.
     :raises DataError: when there are no rows or the tensors disagree in length.
+    :raises OptionError: for a ``steps``, ``epochs`` or ``batch_size`` below 1.
     """
     n = int(tensors[0].shape[0])
     if n == 0:
@@ -115,11 +184,9 @@ def fit_component(
     train = [t[train_idx] for t in tensors]
     val = [t[val_idx] for t in tensors]
     n_train = n - n_val
-    batch = max(1, min(int(batch_size), n_train))
-    per_epoch = math.ceil(n_train / batch)
-    total = int(epochs) * per_epoch if epochs is not None else int(steps or 2000)
+    batch, total = schedule(n_train, steps=steps, epochs=epochs, batch_size=batch_size)
 
-    history = History(name=name)
+    history = History(name=name, max_steps=total, batch_size=batch)
     start = time.perf_counter()
     pyro.set_rng_seed(seed)
     with pyro.get_param_store().scope():

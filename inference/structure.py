@@ -64,6 +64,7 @@ from sedge_pyro.inference.fit import History, fit_component
 from sedge_pyro.models.base import ConditionalDensity
 from sedge_pyro.models.likelihoods import BernoulliMLP, CategoricalMLP, GaussianMLP
 from sedge_pyro.models.masks import SigmoidMask
+from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["DEFAULT_BETA", "StructureResult", "learn_parents", "learn_structure"]
 
@@ -231,6 +232,7 @@ def learn_structure(
     seed: int = 0,
     likelihood: str | Mapping[str, str] = "auto",
     progress: bool = True,
+    threads: int | None = None,
 ) -> StructureResult:
     r"""Learn each specification's feature parents with L1-penalised sigmoid masks (Eq. (5)).
 
@@ -270,10 +272,13 @@ def learn_structure(
     :param likelihood: ``"auto"`` (Bernoulli for 0/1 columns, categorical for labels, Gaussian
         otherwise), ``"gaussian"``, ``"bernoulli"``, ``"categorical"``, or a dict per spec.
     :param progress: show progress bars.
+    :param threads: torch's CPU threads while fitting, restored afterwards (``None``:
+        :func:`~sedge_pyro.options.default_threads`).
     :returns: a :class:`StructureResult`.
     :raises DataError: when a column is missing, non-numeric, holds NaN or infinite values, or
         is constant (the message names it), or an argument is out of range.
     :raises GraphError: when a column is listed both as a spec and as a feature.
+    :raises OptionError: for a ``threads`` that is not a whole number >= 1.
 
     References: Sec. 4.1, Eq. (5) and App. D.2 ("Causal Mask") of the SEDGE paper.
 
@@ -317,43 +322,44 @@ def learn_structure(
     forced: list[str] = []
     targets = {spec: _spec_target(data, spec, choices[spec]) for spec in specs}
     encoded = {spec: _encode(*targets[spec]) for spec in specs}
-    for i, spec in enumerate(specs):
-        kind, target, k = targets[spec]
-        kinds[spec] = kind
-        y = torch.as_tensor(target, dtype=x.dtype).unsqueeze(-1)
-        others = [encoded[s] for s in specs if s != spec] if condition_on_specs else []
-        other = torch.as_tensor(
-            np.concatenate(others, axis=1) if others else np.zeros((len(data), 0)),
-            dtype=x.dtype,
-        )
-        torch.manual_seed(seed + i)
-        module = _MaskedLikelihood(
-            SigmoidMask(d, init=init, temperature=temperature),
-            _density(kind, d + other.shape[1], k, hidden),
-        )
+    with torch_threads(threads):
+        for i, spec in enumerate(specs):
+            kind, target, k = targets[spec]
+            kinds[spec] = kind
+            y = torch.as_tensor(target, dtype=x.dtype).unsqueeze(-1)
+            others = [encoded[s] for s in specs if s != spec] if condition_on_specs else []
+            other = torch.as_tensor(
+                np.concatenate(others, axis=1) if others else np.zeros((len(data), 0)),
+                dtype=x.dtype,
+            )
+            torch.manual_seed(seed + i)
+            module = _MaskedLikelihood(
+                SigmoidMask(d, init=init, temperature=temperature),
+                _density(kind, d + other.shape[1], k, hidden),
+            )
 
-        def fn(*t: torch.Tensor, n_total: int | None = None, _m=module, _s=spec) -> None:
-            _m.model(*t, name=_s, beta=float(beta), n_total=n_total)
+            def fn(*t: torch.Tensor, n_total: int | None = None, _m=module, _s=spec) -> None:
+                _m.model(*t, name=_s, beta=float(beta), n_total=n_total)
 
-        histories[spec] = fit_component(
-            module,
-            fn,
-            (y, x, other),
-            name=f"mask {spec}",
-            steps=steps,
-            lr=lr,
-            batch_size=batch_size,
-            val_fraction=val_fraction,
-            seed=seed + i,
-            progress=progress,
-        )
-        w = module.mask.weights.detach().cpu().numpy().astype(np.float64)
-        weights[spec] = w
-        keep = [j for j in range(d) if w[j] > threshold]
-        if not keep:
-            keep = [int(np.argmax(w))]
-            forced.append(spec)
-        parents[spec] = tuple(features[j] for j in keep)
+            histories[spec] = fit_component(
+                module,
+                fn,
+                (y, x, other),
+                name=f"mask {spec}",
+                steps=steps,
+                lr=lr,
+                batch_size=batch_size,
+                val_fraction=val_fraction,
+                seed=seed + i,
+                progress=progress,
+            )
+            w = module.mask.weights.detach().cpu().numpy().astype(np.float64)
+            weights[spec] = w
+            keep = [j for j in range(d) if w[j] > threshold]
+            if not keep:
+                keep = [int(np.argmax(w))]
+                forced.append(spec)
+            parents[spec] = tuple(features[j] for j in keep)
 
     graph = SpecGraph.from_parents(parents, features=features)
     table = pd.DataFrame.from_dict(weights, orient="index", columns=features)
@@ -381,6 +387,7 @@ def learn_parents(
     seed: int = 0,
     likelihood: str | Mapping[str, str] = "auto",
     progress: bool = True,
+    threads: int | None = None,
     **options: Any,
 ) -> SpecGraph:
     r"""The :class:`~sedge_pyro.graph.SpecGraph` of parents learned by sparse masks (Eq. (5)).
@@ -390,6 +397,8 @@ def learn_parents(
     ``val_fraction`` through), returns only the graph. With the defaults a spec whose mask
     keeps no feature gets its single strongest one (see :attr:`StructureResult.forced`).
 
+    :param threads: torch's CPU threads while fitting, restored afterwards (``None``:
+        :func:`~sedge_pyro.options.default_threads`).
     :returns: a graph over all ``features`` and ``specs``.
     :raises DataError: see :func:`learn_structure`.
     :raises GraphError: see :func:`learn_structure`.
@@ -413,5 +422,6 @@ def learn_parents(
         seed=seed,
         likelihood=likelihood,
         progress=progress,
+        threads=threads,
         **options,
     ).graph

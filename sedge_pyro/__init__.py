@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "models": ("sedge_pyro.models", None),
     "inference": ("sedge_pyro.inference", None),
+    "options": ("sedge_pyro.options", None),
     "SEDGEModel": ("sedge_pyro.models", "SEDGEModel"),
     "LatentSEDGE": ("sedge_pyro.models", "LatentSEDGE"),
     "Samples": ("sedge_pyro.inference", "Samples"),
@@ -85,6 +86,7 @@ __all__ = [
     "mmd",
     "mmd_floor",
     "models",
+    "options",
     "pair_plot",
     "spec_satisfaction",
 ]

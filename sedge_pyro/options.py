@@ -5,6 +5,7 @@ raises :class:`~sedge_pyro.OptionError` naming the option, its value and what wa
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import numbers
 import os
@@ -15,7 +16,18 @@ import torch
 
 from sedge_pyro.errors import OptionError
 
-__all__ = ["choice", "default_threads", "device", "flag", "fraction", "number", "threads", "whole"]
+__all__ = [
+    "choice",
+    "default_threads",
+    "device",
+    "flag",
+    "fraction",
+    "number",
+    "seed",
+    "set_threads",
+    "threads",
+    "whole",
+]
 
 
 def whole(name: str, value: Any, low: int = 1, *, none_ok: bool = False) -> int | None:
@@ -25,6 +37,21 @@ def whole(name: str, value: Any, low: int = 1, *, none_ok: bool = False) -> int 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         extra = " or None" if none_ok else ""
         raise OptionError(f"{name}={value!r}: expected a whole number >= {low}{extra}")
+    return int(value)
+
+
+#: seeds fit torch's 64-bit generators: 0 <= seed < 2**63
+SEED_LIMIT = 2**63
+
+
+def seed(value: Any, name: str = "seed") -> int:
+    """A seed: a whole number from 0 to ``2**63 - 1`` (what torch's generators take)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not 0 <= value < SEED_LIMIT
+    ):
+        raise OptionError(f"{name}={value!r}: expected a whole number from 0 to 2**63 - 1")
     return int(value)
 
 
@@ -84,26 +111,74 @@ def device(value: Any, name: str = "device") -> torch.device:
 def default_threads() -> int:
     """The number of torch threads sedge-pyro uses when the user names none.
 
-    Small models (a few features, MLPs of 64 units) spend their time in many tiny kernels, where
-    extra threads mostly add synchronisation: one or two threads are fastest, and far faster
-    than torch's default of one per core when other processes share the machine.
+    One thread below 8 cores, then a quarter of the cores, at most 4 (2 at 8 cores, 4 from 16).
+    Tabular models (a few features, MLPs of 64 units, batches of 256) spend their time in many
+    tiny kernels: their tensors, about 16,000 numbers, are under torch's grain size for
+    splitting an element-wise kernel (32,768), so extra threads mostly add synchronisation,
+    and threads that wait for a core another process holds cost far more. On a 2-core machine
+    a fit ran as fast on 2 threads as on 1 when the machine was quiet, 3.5x slower beside one
+    busy process and 8-16x slower when several shared it (``docs/benchmarks.md``, "Threads").
+    Larger work (convolutions of the image models, thousands of draws) can use a few threads
+    where many cores are free; the cap keeps most of a big machine for its other users.
+    ``threads=`` on every fit and sample overrides this.
+
+    :returns: the count, at least 1; cores are those this process may run on.
     """
-    return max(1, min(2, os.cpu_count() or 1))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores // 4))
+
+
+#: the count of the innermost explicit ``threads(n)`` block, kept by ``threads(None)`` inside it
+_EXPLICIT: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "sedge_pyro_threads", default=None
+)
+
+
+def set_threads(n: int | None) -> None:
+    """Use ``n`` torch threads for every later fit and sampler of this thread of control (a
+    script, a notebook); ``None`` goes back to :func:`default_threads`.
+
+    The ``threads=`` argument of a call, and an explicit :func:`threads` block, still win.
+
+    :raises OptionError: when ``n`` is not a whole number >= 1 or ``None``.
+    """
+    count = whole("threads", n, none_ok=True)
+    _EXPLICIT.set(count)
+    torch.set_num_threads(default_threads() if count is None else count)
 
 
 @contextlib.contextmanager
 def threads(n: int | None = None, name: str = "threads") -> Iterator[int]:
     """Run torch's CPU kernels on ``n`` intra-op threads inside the block, then restore.
 
-    :param n: threads (``None``: :func:`default_threads`).
+    ``n=None`` inside an explicit ``threads(k)`` block keeps ``k`` (so ``sedge fit --threads
+    4`` and ``with threads(4): model.fit(...)`` reach every fit and sampler within), after
+    :func:`set_threads` keeps its count, and elsewhere means :func:`default_threads`.
+
+    :param n: threads (``None``: the enclosing explicit count, else the default).
     :param name: the option's name in messages.
     :raises OptionError: when ``n`` is not a whole number >= 1.
+
+    >>> import torch
+    >>> with threads(3):
+    ...     with threads():
+    ...         torch.get_num_threads()
+    3
     """
-    count = default_threads() if n is None else whole(name, n)
-    assert count is not None
+    token = None
+    if n is None:
+        count = _EXPLICIT.get() or default_threads()
+    else:
+        count = int(whole(name, n) or 1)
+        token = _EXPLICIT.set(count)
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
         yield count
     finally:
         torch.set_num_threads(before)
+        if token is not None:
+            _EXPLICIT.reset(token)
