@@ -45,7 +45,7 @@ def main() -> None:
     # 2. learn the latents (linear decoders: the mixing is linear)
     lat = sp.LatentSEDGE(3, 2, y_x.shape[1], y_z.shape[1], decoder_hidden=())
     lat.fit(y_x, y_z, steps=steps, lr=2e-3, seed=args.seed)
-    path = lat.save(Path(tempfile.mkdtemp()) / "latent.pt")
+    path = lat.save(Path(tempfile.mkdtemp()) / "latent.safetensors")
     lat = sp.LatentSEDGE.load(path)
     print(f"saved and reloaded {path}")
     # fit ends by re-aligning the latents (an ICA of residuals, kept where Eq. (5) prefers it)

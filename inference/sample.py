@@ -40,6 +40,7 @@ from sedge_pyro.errors import OptionError, SamplingError, SedgeError
 from sedge_pyro.inference.samples import Samples
 from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
 from sedge_pyro.options import device as check_device
+from sedge_pyro.options import seed as check_seed
 
 if TYPE_CHECKING:
     from sedge_pyro.models.sedge import SEDGEModel
@@ -156,11 +157,12 @@ def sample(
         raise OptionError(f"n={n!r}: expected a positive whole number of draws per chain")
     if isinstance(chains, bool) or not isinstance(chains, int | np.integer) or chains < 1:
         raise OptionError(f"chains={chains!r}: expected a positive whole number")
+    seed = check_seed(seed)
     dev = model.device if device is None else check_device(device)
     t = Target(model, target, tolerance=tolerance, n=int(n))
     model.to(dev)
     problem = Problem(model, t, dev)
-    generator = torch.Generator(device=dev).manual_seed(int(seed))
+    generator = torch.Generator(device=dev).manual_seed(seed)
     start = time.perf_counter()
     draws = fn(
         problem, int(n), chains=int(chains), generator=generator, progress=progress, **options

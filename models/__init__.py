@@ -3,6 +3,7 @@
 from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
 from sedge_pyro.models.columns import Column, Columns
 from sedge_pyro.models.conditional import NearestNeighbourConditional
+from sedge_pyro.models.convert import convert
 from sedge_pyro.models.cvae import ConditionalImageVAE
 from sedge_pyro.models.dual import DualDivergencePrior, DualEmbedding
 from sedge_pyro.models.factorized import FactorizedPrior
@@ -46,6 +47,7 @@ __all__ = [
     "Prior",
     "SEDGEModel",
     "SigmoidMask",
+    "convert",
     "data_plate",
     "mlp",
 ]

@@ -15,20 +15,14 @@ Everything works in the model's normalised units (Algorithm 1, step 1); the
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
 
-from sedge_pyro.errors import SedgeError
-
-__all__ = ["ConditionalDensity", "Prior", "data_plate", "load_saved", "save_atomic"]
+__all__ = ["ConditionalDensity", "Prior", "data_plate"]
 
 
 @contextlib.contextmanager
@@ -135,53 +129,3 @@ class Prior(nn.Module):
     def trainable(self) -> bool:
         """Whether the prior has parameters to fit."""
         return any(p.requires_grad for p in self.parameters())
-
-
-def load_saved(
-    path: str | os.PathLike[str], fmt: Any, kind: str, *, map_location: Any = "cpu"
-) -> dict[str, Any]:
-    """Read a file written by a model's ``save`` and check its format tag.
-
-    :param path: the file.
-    :param fmt: the ``"format"`` value the file must carry.
-    :param kind: the class name, for messages (``"a saved <kind>"``).
-    :returns: the saved dict.
-    :raises SedgeError: naming the path when it is missing, unreadable or of another format.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise SedgeError(f"{str(p)!r} does not exist: expected a saved {kind}")
-    try:
-        state = torch.load(p, map_location=map_location, weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise SedgeError(f"{str(p)!r} is not a saved {kind}: {err}") from None
-    if not isinstance(state, dict) or state.get("format") != fmt:
-        raise SedgeError(f"{str(p)!r} is not a saved {kind} of format {fmt}")
-    return state
-
-
-def save_atomic(state: Any, path: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """``torch.save`` ``state`` to ``path`` through a temporary file renamed over it.
-
-    An interrupted save leaves an earlier file intact.
-
-    :raises SedgeError: when ``overwrite=False`` and the file exists.
-    """
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise SedgeError(f"{str(p)!r} exists; pass overwrite=True to replace it")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p

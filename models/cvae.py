@@ -62,6 +62,8 @@ from sedge_pyro.datasets import SHAPE_ATTRIBUTES
 from sedge_pyro.errors import DataError, OptionError, TargetError
 from sedge_pyro.models.image import _Decoder, _Encoder, _PixelModel
 from sedge_pyro.options import number, whole
+from sedge_pyro.options import seed as check_seed
+from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["ConditionalImageVAE"]
 
@@ -187,6 +189,7 @@ class ConditionalImageVAE(_PixelModel):
         seed: int = 0,
         progress: bool = True,
         device: str | torch.device = "cpu",
+        threads: int | None = None,
     ) -> ConditionalImageVAE:
         """Fit by SVI on minibatches; appends the per-row loss of every step (the negative
         ELBO with its KL term weighted by ``beta``) to ``history``.
@@ -199,6 +202,8 @@ class ConditionalImageVAE(_PixelModel):
         :param seed: seeds Pyro (initialisation of fresh parameters, minibatches).
         :param progress: show a tqdm progress bar.
         :param device: ``"cpu"`` or ``"cuda"``.
+        :param threads: torch's CPU threads while fitting, restored afterwards (``None``:
+            :func:`~sedge_pyro.options.default_threads`).
         :returns: ``self``.
         :raises DataError: for a wrong image shape, bad labels, mismatched rows or a
             diverging loss.
@@ -207,29 +212,34 @@ class ConditionalImageVAE(_PixelModel):
         steps = whole("steps", steps)
         batch_size = whole("batch_size", batch_size)
         lr = number("lr", lr)
-        seed = whole("seed", seed, low=0)
-        self.to(device)
-        y, z = self._images(images), self.codes(labels)
-        if len(y) != len(z):
-            raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
-        batch = min(batch_size, len(y))
-        start = time.perf_counter()
-        pyro.set_rng_seed(seed)
-        self.net.train()
-        with pyro.get_param_store().scope():
-            svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-            bar = tqdm(range(1, steps + 1), desc="fit ConditionalImageVAE", disable=not progress)
-            for step in bar:
-                loss = svi.step(y, z, batch) / len(y)
-                if not math.isfinite(loss):
-                    raise DataError(f"the loss became {loss} at step {step}; try a smaller lr={lr}")
-                self.history["loss"].append(loss)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{loss:.1f}")
-            bar.close()
-        self.net.eval()
-        self._fitted = True
-        self.seconds += time.perf_counter() - start
+        seed = check_seed(seed)
+        with torch_threads(threads):
+            self.to(device)
+            y, z = self._images(images), self.codes(labels)
+            if len(y) != len(z):
+                raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
+            batch = min(batch_size, len(y))
+            start = time.perf_counter()
+            pyro.set_rng_seed(seed)
+            self.net.train()
+            with pyro.get_param_store().scope():
+                svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
+                bar = tqdm(
+                    range(1, steps + 1), desc="fit ConditionalImageVAE", disable=not progress
+                )
+                for step in bar:
+                    loss = svi.step(y, z, batch) / len(y)
+                    if not math.isfinite(loss):
+                        raise DataError(
+                            f"the loss became {loss} at step {step}; try a smaller lr={lr}"
+                        )
+                    self.history["loss"].append(loss)
+                    if step % 50 == 0:
+                        bar.set_postfix(loss=f"{loss:.1f}")
+                bar.close()
+            self.net.eval()
+            self._fitted = True
+            self.seconds += time.perf_counter() - start
         return self
 
     # -- using the fit ------------------------------------------------------------------
@@ -277,7 +287,7 @@ class ConditionalImageVAE(_PixelModel):
         self._check_fitted()
         codes = self._combo(combo)
         n = whole("n", n)
-        gen = torch.Generator().manual_seed(whole("seed", seed, low=0))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         x = torch.randn(n, self.n_features, generator=gen)
         z = torch.stack(
             [

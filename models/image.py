@@ -90,11 +90,13 @@ from tqdm.auto import tqdm
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES, attribute_codes, image_array
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.base import load_saved, save_atomic
+from sedge_pyro.models.files import read_state, rebuilding, write_state
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import fraction, number, whole
+from sedge_pyro.options import seed as check_seed
+from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["ImageSEDGE"]
 
@@ -246,12 +248,21 @@ class _PixelModel:
         if not self._fitted:
             raise SedgeError("the model is not fitted: call model.fit(images, labels) first")
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
-        """Save configuration, weights and history to one file (written atomically).
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Save configuration, weights and history to one safetensors file (the tensors as
+        tensors, the rest as JSON in its header, no code), written atomically.
 
-        :raises SedgeError: when ``overwrite=False`` and the file exists.
+        :param path: the file (``.safetensors`` by convention).
+        :param overwrite: replace an existing file; by default an existing file is kept.
+        :raises SedgeError: when the file exists and ``overwrite`` is false.
         """
-        state = {
+        from sedge_pyro import __version__
+
+        return write_state(self.state(), path, overwrite=overwrite, version=__version__)
+
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`load` needs, as plain Python and tensors."""
+        return {
             "format": self._FORMAT,
             "config": self.config(),
             "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
@@ -259,27 +270,36 @@ class _PixelModel:
             "fitted": self._fitted,
             "seconds": self.seconds,
         }
-        return save_atomic(state, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Any:
-        """Load a model written by :meth:`save`.
+        """Load a model written by :meth:`save`. Reading never runs code from the file.
 
         :param path: the file.
         :param device: the device to put the networks on.
-        :raises SedgeError: naming the path when it is missing or not a saved model of this
-            class.
+        :raises SedgeError: naming the path when it is missing, damaged, not a saved model of
+            this class, or of the old pickle format (see :func:`sedge_pyro.models.convert`).
         :raises OptionError: for a device that does not exist here.
         """
         device = check_device(device)
-        state = load_saved(path, cls._FORMAT, cls.__name__)
-        model = cls(**state["config"])
-        model.net.load_state_dict(state["state"])
-        model.history = state["history"]
-        model._fitted = bool(state["fitted"])
-        model.seconds = float(state["seconds"])
+        state, _ = read_state(path, cls._FORMAT, cls.__name__)
+        return cls.from_state(state, where=path).to(device)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], *, where: Any = "state") -> Any:
+        """Rebuild a model from :meth:`state` (on the CPU).
+
+        :param where: the file the state came from, for messages.
+        :raises SedgeError: naming ``where`` when an entry is missing or malformed.
+        """
+        with rebuilding(where, cls.__name__):
+            model = cls(**state["config"])
+            model.net.load_state_dict(state["state"])
+            model.history = dict(state["history"])
+            model._fitted = bool(state["fitted"])
+            model.seconds = float(state["seconds"])
         model.net.eval()
-        return model.to(device)
+        return model
 
 
 class ImageSEDGE(_PixelModel):
@@ -462,6 +482,7 @@ class ImageSEDGE(_PixelModel):
         seed: int = 0,
         progress: bool = True,
         device: str | torch.device = "cpu",
+        threads: int | None = None,
     ) -> ImageSEDGE:
         """Fit by SVI on minibatches; appends the per-row loss of every step to ``history``.
 
@@ -475,6 +496,8 @@ class ImageSEDGE(_PixelModel):
         :param seed: seeds Pyro (initialisation of fresh parameters, minibatches, gates).
         :param progress: show a tqdm progress bar.
         :param device: ``"cpu"`` or ``"cuda"``.
+        :param threads: torch's CPU threads while fitting, restored afterwards (``None``:
+            :func:`~sedge_pyro.options.default_threads`).
         :returns: ``self``.
         :raises DataError: for a wrong image shape, bad labels, mismatched rows or a
             diverging loss.
@@ -483,34 +506,37 @@ class ImageSEDGE(_PixelModel):
         steps = whole("steps", steps)
         batch_size = whole("batch_size", batch_size)
         lr = number("lr", lr)
-        seed = whole("seed", seed, low=0)
-        self.to(device)
-        y, z = self._images(images), self.codes(labels)
-        if len(y) != len(z):
-            raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
-        u = None if pool is None else self._images(pool, "pool")
-        batch = min(batch_size, len(y), len(y) if u is None else len(u))
-        start = time.perf_counter()
-        pyro.set_rng_seed(seed)
-        self.net.train()
-        with pyro.get_param_store().scope():
-            svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-            bar = tqdm(range(1, steps + 1), desc="fit ImageSEDGE", disable=not progress)
-            warm = max(1, steps // 3) if not self._fitted else 0
-            for step in bar:
-                # the L1 price ramps up over the first third of a fresh fit, so the heads find
-                # their concepts before the penalty can close every mask
-                self._beta_now = self.beta * min(1.0, step / warm) if warm else self.beta
-                loss = svi.step(y, z, u, batch) / len(y)
-                if not math.isfinite(loss):
-                    raise DataError(f"the loss became {loss} at step {step}; try a smaller lr={lr}")
-                self.history["loss"].append(loss)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{loss:.1f}")
-            bar.close()
-        self.net.eval()
-        self._fitted = True
-        self.seconds += time.perf_counter() - start
+        seed = check_seed(seed)
+        with torch_threads(threads):
+            self.to(device)
+            y, z = self._images(images), self.codes(labels)
+            if len(y) != len(z):
+                raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
+            u = None if pool is None else self._images(pool, "pool")
+            batch = min(batch_size, len(y), len(y) if u is None else len(u))
+            start = time.perf_counter()
+            pyro.set_rng_seed(seed)
+            self.net.train()
+            with pyro.get_param_store().scope():
+                svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
+                bar = tqdm(range(1, steps + 1), desc="fit ImageSEDGE", disable=not progress)
+                warm = max(1, steps // 3) if not self._fitted else 0
+                for step in bar:
+                    # the L1 price ramps up over the first third of a fresh fit, so the heads find
+                    # their concepts before the penalty can close every mask
+                    self._beta_now = self.beta * min(1.0, step / warm) if warm else self.beta
+                    loss = svi.step(y, z, u, batch) / len(y)
+                    if not math.isfinite(loss):
+                        raise DataError(
+                            f"the loss became {loss} at step {step}; try a smaller lr={lr}"
+                        )
+                    self.history["loss"].append(loss)
+                    if step % 50 == 0:
+                        bar.set_postfix(loss=f"{loss:.1f}")
+                bar.close()
+            self.net.eval()
+            self._fitted = True
+            self.seconds += time.perf_counter() - start
         return self
 
     # -- using the fit ------------------------------------------------------------------

@@ -23,6 +23,7 @@ from sedge_pyro.datasets import SHAPE_ATTRIBUTES, attribute_codes, image_array
 from sedge_pyro.errors import DataError, OptionError
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
+from sedge_pyro.options import seed as check_seed
 
 __all__ = ["AttributeClassifier"]
 
@@ -116,7 +117,7 @@ class AttributeClassifier(nn.Module):
         lr = number("lr", lr)
         self.to(check_device(device))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(whole("seed", seed, low=0))
+            torch.manual_seed(check_seed(seed))
             for layer in self.modules():
                 if isinstance(layer, nn.Conv2d | nn.Linear):
                     layer.reset_parameters()

@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,14 @@ from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.base import load_saved, save_atomic
+from sedge_pyro.models.files import read_state, rebuilding, write_state
 from sedge_pyro.models.likelihoods import GaussianMLP
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
 from sedge_pyro.options import choice, fraction, number, whole
 from sedge_pyro.options import device as check_device
+from sedge_pyro.options import seed as check_seed
+from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["LatentSEDGE"]
 
@@ -414,6 +416,7 @@ class LatentSEDGE:
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int = 500,
         align: bool = True,
+        threads: int | None = None,
     ) -> LatentSEDGE:
         """Fit by SVI on minibatches; appends the per-row loss of every step to ``history``.
 
@@ -436,6 +439,8 @@ class LatentSEDGE:
             residual ICAs of :mod:`sedge_pyro.models.align`, each kept only where Eq. (5)'s
             penalised fit prefers it; skipped below 10 rows); ``False`` keeps the VAE's
             bases and masks.
+        :param threads: torch's CPU threads while fitting, restored afterwards (``None``:
+            :func:`~sedge_pyro.options.default_threads`).
         :returns: ``self``.
         :raises DataError: for mismatched rows, wrong widths, non-finite values, fewer than
             two rows, or a diverging loss.
@@ -446,46 +451,49 @@ class LatentSEDGE:
         batch_size = whole("batch_size", batch_size)
         checkpoint_every = whole("checkpoint_every", checkpoint_every)
         lr = number("lr", lr)
-        seed = whole("seed", seed, low=0)
-        dev = check_device(device)
-        self.device = dev
-        self.net.to(dev)
-        t_x = torch.as_tensor(a_x, dtype=torch.float32, device=dev)
-        t_z = torch.as_tensor(a_z, dtype=torch.float32, device=dev)
-        # centre each column but divide by one overall scale: a per-column scale would
-        # distort the geometry of the mixing (and images have constant pixels)
-        self._stats = {
-            "x": (t_x.mean(0), (t_x - t_x.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)),
-            "z": (t_z.mean(0), (t_z - t_z.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)),
-        }
-        t_x, t_z = self._standardise(t_x, "x"), self._standardise(t_z, "z")
-        n_rows = len(t_x)
-        batch = min(batch_size, n_rows)
-        start = time.perf_counter()
-        pyro.set_rng_seed(seed)
-        self.net.train()
-        # own parameter-store scope, so the user's store is left alone (as fit_component)
-        with pyro.get_param_store().scope():
-            svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-            bar = tqdm(range(1, steps + 1), desc="fit LatentSEDGE", disable=not progress)
-            for step in bar:
-                loss = svi.step(t_x, t_z, batch) / n_rows
-                if not math.isfinite(loss):
-                    raise DataError(f"the loss became {loss} at step {step}; try a smaller lr={lr}")
-                self.history["loss"].append(loss)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{loss:.4f}")
-                if checkpoint is not None and step % checkpoint_every == 0:
-                    self.seconds = time.perf_counter() - start
-                    self.save(checkpoint)
-            bar.close()
-        self.net.eval()
-        self._fitted = True
-        if align and n_rows >= 10:
-            self._seeded_align(t_x, t_z, seed=seed, progress=progress)
-        self.seconds = time.perf_counter() - start
-        if checkpoint is not None:
-            self.save(checkpoint)
+        seed = check_seed(seed)
+        with torch_threads(threads):
+            dev = check_device(device)
+            self.device = dev
+            self.net.to(dev)
+            t_x = torch.as_tensor(a_x, dtype=torch.float32, device=dev)
+            t_z = torch.as_tensor(a_z, dtype=torch.float32, device=dev)
+            # centre each column but divide by one overall scale: a per-column scale would
+            # distort the geometry of the mixing (and images have constant pixels)
+            self._stats = {
+                "x": (t_x.mean(0), (t_x - t_x.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)),
+                "z": (t_z.mean(0), (t_z - t_z.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)),
+            }
+            t_x, t_z = self._standardise(t_x, "x"), self._standardise(t_z, "z")
+            n_rows = len(t_x)
+            batch = min(batch_size, n_rows)
+            start = time.perf_counter()
+            pyro.set_rng_seed(seed)
+            self.net.train()
+            # own parameter-store scope, so the user's store is left alone (as fit_component)
+            with pyro.get_param_store().scope():
+                svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
+                bar = tqdm(range(1, steps + 1), desc="fit LatentSEDGE", disable=not progress)
+                for step in bar:
+                    loss = svi.step(t_x, t_z, batch) / n_rows
+                    if not math.isfinite(loss):
+                        raise DataError(
+                            f"the loss became {loss} at step {step}; try a smaller lr={lr}"
+                        )
+                    self.history["loss"].append(loss)
+                    if step % 50 == 0:
+                        bar.set_postfix(loss=f"{loss:.4f}")
+                    if checkpoint is not None and step % checkpoint_every == 0:
+                        self.seconds = time.perf_counter() - start
+                        self.save(checkpoint, overwrite=True)
+                bar.close()
+            self.net.eval()
+            self._fitted = True
+            if align and n_rows >= 10:
+                self._seeded_align(t_x, t_z, seed=seed, progress=progress)
+            self.seconds = time.perf_counter() - start
+            if checkpoint is not None:
+                self.save(checkpoint, overwrite=True)
         return self
 
     # -- aligning -----------------------------------------------------------------------
@@ -506,7 +514,7 @@ class LatentSEDGE:
         """
         self._check_fitted()
         a_x, a_z = self._pair(y_x, y_z, least=10)
-        seed = whole("seed", seed, low=0)
+        seed = check_seed(seed)
         t_x = self._standardise(torch.as_tensor(a_x, dtype=torch.float32, device=self.device), "x")
         t_z = self._standardise(torch.as_tensor(a_z, dtype=torch.float32, device=self.device), "z")
         return self._seeded_align(t_x, t_z, seed=seed, progress=progress)
@@ -660,17 +668,24 @@ class LatentSEDGE:
             "graph": None if self.graph is None else self.graph.to_json(),
         }
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
-        """Save the model (configuration, weights, standardisation, history) to one file.
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Save the model (configuration, weights, standardisation, history) to one
+        safetensors file: tensors as tensors, the rest as JSON in its header, no code.
 
-        Written to a temporary file renamed over ``path`` once complete.
+        Written to a temporary file renamed to ``path`` once complete.
 
-        :param path: the file.
-        :param overwrite: replace an existing file (default); ``False`` refuses.
+        :param path: the file (``.safetensors`` by convention).
+        :param overwrite: replace an existing file; by default an existing file is kept.
         :returns: the path.
-        :raises SedgeError: when ``overwrite=False`` and the file exists.
+        :raises SedgeError: when the file exists and ``overwrite`` is false.
         """
-        state = {
+        from sedge_pyro import __version__
+
+        return write_state(self.state(), path, overwrite=overwrite, version=__version__)
+
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`load` needs, as plain Python and tensors."""
+        return {
             "format": _FORMAT,
             "config": self.config(),
             "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
@@ -681,34 +696,47 @@ class LatentSEDGE:
             "alignment": self.alignment,
             "seconds": self.seconds,
         }
-        return save_atomic(state, path, overwrite=overwrite)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
     ) -> LatentSEDGE:
-        """Load a model written by :meth:`save` (or a checkpoint of :meth:`fit`).
+        """Load a model written by :meth:`save` (or a checkpoint of :meth:`fit`). Reading
+        never runs code from the file.
 
-        :raises SedgeError: naming the path when it is missing or not a saved LatentSEDGE.
+        :raises OptionError: for a device that does not exist here.
+        :raises SedgeError: naming the path when it is missing, damaged, not a saved
+            LatentSEDGE, or of the old pickle format (see :func:`sedge_pyro.models.convert`).
         """
-        state = load_saved(path, _FORMAT, "LatentSEDGE")
-        config = dict(state["config"])
-        if config.get("graph") is not None:
-            config["graph"] = SpecGraph.from_json(config["graph"])
-        model = cls(**config)
-        missing, unexpected = model.net.load_state_dict(state["state"], strict=False)
-        if unexpected or set(missing) - {"align_x", "align_z"}:
-            raise SedgeError(
-                f"{str(path)!r} does not match its configuration: missing {missing}, "
-                f"unexpected {unexpected}"
-            )
-        model.alignment = state.get("alignment")
-        model._stats = {k: (m, s) for k, (m, s) in state["stats"].items()}
-        model.history = state["history"]
-        model._fitted = bool(state["fitted"])
-        model.seconds = float(state["seconds"])
+        dev = check_device(device)
+        state, _ = read_state(path, _FORMAT, "LatentSEDGE")
+        return cls.from_state(state, where=path).to(dev)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], *, where: Any = "state") -> LatentSEDGE:
+        """Rebuild a model from :meth:`state` (on the CPU).
+
+        :param where: the file the state came from, for messages.
+        :raises SedgeError: naming ``where`` when an entry is missing or malformed.
+        """
+        with rebuilding(where, "LatentSEDGE"):
+            config = dict(state["config"])
+            if config.get("graph") is not None:
+                config["graph"] = SpecGraph.from_json(config["graph"])
+            model = cls(**config)
+            missing, unexpected = model.net.load_state_dict(state["state"], strict=False)
+            if unexpected or set(missing) - {"align_x", "align_z"}:
+                raise SedgeError(
+                    f"{str(where)!r} does not match its configuration: missing {missing}, "
+                    f"unexpected {unexpected}"
+                )
+            model.alignment = state.get("alignment")
+            model._stats = {k: (m, s) for k, (m, s) in dict(state["stats"]).items()}
+            model.history = dict(state["history"])
+            model._fitted = bool(state["fitted"])
+            model.seconds = float(state["seconds"])
         model.net.eval()
-        return model.to(device)
+        return model
 
     def to(self, device: str | torch.device) -> LatentSEDGE:
         """Move the networks and the standardisation to ``device``; returns ``self``."""

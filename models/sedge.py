@@ -40,18 +40,15 @@ from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.models import likelihoods as L
 from sedge_pyro.models import priors as P
-from sedge_pyro.models.base import (
-    ConditionalDensity,
-    Prior,
-    data_plate,
-    load_saved,
-    save_atomic,
-)
+from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
 from sedge_pyro.models.columns import Columns, as_frame
 from sedge_pyro.models.dual import DualDivergencePrior
 from sedge_pyro.models.factorized import FactorizedPrior
+from sedge_pyro.models.files import read_state, rebuilding, write_state
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
+from sedge_pyro.options import seed as check_seed
+from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["STRUCTURES", "SEDGEModel"]
 
@@ -128,7 +125,9 @@ class SEDGEModel(PyroModule):
             raise OptionError(f"structure={structure!r}: expected one of {', '.join(STRUCTURES)}")
         self.graph = graph
         self.structure = structure
-        self.hidden = tuple(int(h) for h in hidden)
+        if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence | np.ndarray):
+            raise OptionError(f"hidden={hidden!r}: expected layer sizes such as (64, 64)")
+        self.hidden = tuple(int(whole(f"hidden[{i}]", h) or 0) for i, h in enumerate(hidden))
         self.prior_options = dict(prior_options or {})
         self.likelihood_choice = self._choices(likelihood, graph.specs, LIKELIHOODS, "likelihood")
         if isinstance(prior, Mapping):
@@ -284,15 +283,10 @@ class SEDGEModel(PyroModule):
 
     # ------------------------------------------------------------------ data
 
-    def _frame(self, data: Any, *, batch_size: int | None = None) -> pd.DataFrame:
+    def _frame(self, data: Any) -> pd.DataFrame:
         df = as_frame(data)
         if len(df) == 0:
             raise DataError("data has no rows: expected training rows (S=1)")
-        if batch_size is not None and len(df) < batch_size:
-            raise DataError(
-                f"data has {len(df)} rows, fewer than batch_size={batch_size}: pass a smaller "
-                "batch_size"
-            )
         sel = self.graph.selection
         if sel in df.columns and not (df[sel] == 1).all():
             bad = int((df[sel] != 1).sum())
@@ -387,7 +381,7 @@ class SEDGEModel(PyroModule):
         *,
         steps: int | None = None,
         epochs: int | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         lr: float = 1e-3,
         device: str | torch.device = "cpu",
         seed: int = 0,
@@ -396,14 +390,18 @@ class SEDGEModel(PyroModule):
         components: Sequence[str] | None = None,
         prior_data: Any = None,
         progress: bool = True,
+        threads: int | None = None,
     ) -> SEDGEModel:
         """Fit every component on training rows by SVI (maximum likelihood, Eq. 4).
 
         :param data: training rows (S = 1): a DataFrame or dict of arrays with a column per
             feature and specification.
-        :param steps: SVI steps per component (default 2,000 unless ``epochs``).
+        :param steps: SVI steps per component. The default grows with the rows: 100 passes
+            over the training split, at least 2,000 and at most 10,000 steps (see
+            :func:`~sedge_pyro.inference.fit.schedule`), always with held-out early stopping.
         :param epochs: passes over the data per component (overrides ``steps``).
-        :param batch_size: rows per step.
+        :param batch_size: rows per step (default 256); a value above the rows of the
+            training split is capped at them, so small tables fit full-batch.
         :param lr: Adam's learning rate.
         :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         :param seed: seeds the split, minibatches and initialisation.
@@ -419,71 +417,74 @@ class SEDGEModel(PyroModule):
             that gap. Only the prior uses them: the likelihoods, and ``plan``'s
             :math:`p_D` terms, still come from ``data``.
         :param progress: show progress bars.
+        :param threads: torch's CPU threads while fitting, restored afterwards (``None``:
+            :func:`~sedge_pyro.options.default_threads`).
         :returns: the model itself.
         :raises DataError: naming the column or count for missing columns, NaN/inf, constant
-            columns, non-binary values of a Bernoulli spec, or fewer rows than a batch.
+            columns, or non-binary values of a Bernoulli spec.
         :raises OptionError: for a non-positive ``steps``, ``epochs``, ``batch_size``,
-            ``patience`` or ``lr``, or a negative ``seed``.
+            ``patience``, ``threads`` or ``lr``, or a negative ``seed``.
         """
         steps = whole("steps", steps, none_ok=True)
         epochs = whole("epochs", epochs, none_ok=True)
-        batch_size = whole("batch_size", batch_size)
+        batch_size = whole("batch_size", batch_size, none_ok=True)
         patience = whole("patience", patience)
-        seed = whole("seed", seed, low=0)
+        seed = check_seed(seed)
         lr = number("lr", lr)
-        df = self._frame(data, batch_size=batch_size)
-        device = check_device(device)
-        if components is None or not self.fitted:
-            kinds = {
-                z: {
-                    "gaussian": "continuous",
-                    "flow": "continuous",
-                    "bernoulli": "binary",
-                    "categorical": "categorical",
-                }.get(self.likelihood_choice[z], "auto")
-                for z in self.specs
-            }
-            self.columns = Columns.fit(df, self.features, self.specs, kinds)
-            cols = list(self.features) + list(self.specs)
-            self.seen = df[cols].reset_index(drop=True).copy()
-            torch.manual_seed(seed)
-            self._build()
-            self.history = {}
-        self.to(device)
-        t = self.tensors(df, device=device)
-        if prior_data is not None:
-            t = dict(t, X_prior=self._prior_rows(prior_data, device))
-        jobs = self._jobs(t)
-        if components is not None:
-            unknown = [c for c in components if c not in jobs]
-            if unknown:
-                raise SedgeError(f"component {unknown[0]!r}: expected one of {', '.join(jobs)}")
-            jobs = {k: v for k, v in jobs.items() if k in components}
-        outer = tqdm(jobs.items(), desc="SEDGE fit", disable=not progress, leave=False)
-        from sedge_pyro.inference.fit import fit_component
+        df = self._frame(data)
+        with torch_threads(threads):
+            device = check_device(device)
+            if components is None or not self.fitted:
+                kinds = {
+                    z: {
+                        "gaussian": "continuous",
+                        "flow": "continuous",
+                        "bernoulli": "binary",
+                        "categorical": "categorical",
+                    }.get(self.likelihood_choice[z], "auto")
+                    for z in self.specs
+                }
+                self.columns = Columns.fit(df, self.features, self.specs, kinds)
+                cols = list(self.features) + list(self.specs)
+                self.seen = df[cols].reset_index(drop=True).copy()
+                torch.manual_seed(seed)
+                self._build()
+                self.history = {}
+            self.to(device)
+            t = self.tensors(df, device=device)
+            if prior_data is not None:
+                t = dict(t, X_prior=self._prior_rows(prior_data, device))
+            jobs = self._jobs(t)
+            if components is not None:
+                unknown = [c for c in components if c not in jobs]
+                if unknown:
+                    raise SedgeError(f"component {unknown[0]!r}: expected one of {', '.join(jobs)}")
+                jobs = {k: v for k, v in jobs.items() if k in components}
+            outer = tqdm(jobs.items(), desc="SEDGE fit", disable=not progress, leave=False)
+            from sedge_pyro.inference.fit import fit_component
 
-        for i, (name, (module, fn, tensors)) in enumerate(outer):
-            outer.set_postfix(component=name)
-            if isinstance(module, Prior):
-                module.setup(tensors[0])
-                if not module.trainable:
-                    self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
-                    continue
-            h = fit_component(
-                module,
-                fn,
-                tensors,
-                name=name,
-                steps=steps,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                val_fraction=val_fraction,
-                patience=patience,
-                seed=seed + i,
-                progress=progress,
-            )
-            self.history[name] = h.to_dict()
+            for i, (name, (module, fn, tensors)) in enumerate(outer):
+                outer.set_postfix(component=name)
+                if isinstance(module, Prior):
+                    module.setup(tensors[0])
+                    if not module.trainable:
+                        self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
+                        continue
+                h = fit_component(
+                    module,
+                    fn,
+                    tensors,
+                    name=name,
+                    steps=steps,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    lr=lr,
+                    val_fraction=val_fraction,
+                    patience=patience,
+                    seed=seed + i,
+                    progress=progress,
+                )
+                self.history[name] = h.to_dict()
         return self
 
     def _prior_rows(self, data: Any, device: torch.device) -> torch.Tensor:
@@ -603,6 +604,7 @@ class SEDGEModel(PyroModule):
         device: str | torch.device | None = None,
         tolerance: float | Mapping[str, float] | None = None,
         progress: bool = False,
+        threads: int | None = None,
         **options: Any,
     ) -> Any:
         """Draw features ``X`` for a target ``Z_T = z`` the training rows may never show.
@@ -620,11 +622,14 @@ class SEDGEModel(PyroModule):
         :param tolerance: for point targets on continuous specs, how close a training value
             must be to count as the target (as in :func:`~sedge_pyro.identify`).
         :param progress: show a progress bar.
+        :param threads: torch's CPU threads while sampling, restored afterwards (``None``:
+            :func:`~sedge_pyro.options.default_threads`).
         :param options: the method's own options (e.g. ``steps``, ``step_size``).
         :returns: :class:`~sedge_pyro.inference.Samples`, shape ``(chains, n)`` per feature.
         :raises TargetError: for an unknown spec, a value outside a categorical's levels, an
             interval holding no value, or a value never seen alone (Assumption 1).
         :raises SamplingError: when the sampler diverges (names the method and step).
+        :raises OptionError: for a ``threads`` that is not a whole number >= 1.
 
         >>> import sedge_pyro as sp
         >>> seen, oracle, graph = sp.datasets.paper_synthetic(1000, seed=0)
@@ -635,18 +640,19 @@ class SEDGEModel(PyroModule):
         """
         from sedge_pyro.inference.sample import sample
 
-        return sample(
-            self,
-            target,
-            n,
-            method,
-            chains=chains,
-            seed=seed,
-            device=device,
-            tolerance=tolerance,
-            progress=progress,
-            **options,
-        )
+        with torch_threads(threads):
+            return sample(
+                self,
+                target,
+                n,
+                method,
+                chains=chains,
+                seed=seed,
+                device=device,
+                tolerance=tolerance,
+                progress=progress,
+                **options,
+            )
 
     # ------------------------------------------------------------------ persistence
 
@@ -675,51 +681,78 @@ class SEDGEModel(PyroModule):
             "history": copy.deepcopy(self.history),
         }
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
-        """Save the fitted model to ``path`` (one file, ``torch.save``).
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Save the fitted model to ``path``: one safetensors file, the weights and training
+        rows as tensors, everything else (graph, component configurations, column statistics,
+        history, format and package version) as JSON in its header. Nothing in it is code.
 
-        The file is written to a temporary file in the same folder and renamed over ``path``
-        only once complete, so an interrupted save leaves an earlier file intact.
+        The bytes go to a temporary file in the same folder, renamed to ``path`` once
+        complete, so an interrupted save leaves an earlier file intact.
 
-        :param path: the file.
-        :param overwrite: replace an existing file (default); ``False`` refuses.
+        :param path: the file (``.safetensors`` by convention).
+        :param overwrite: replace an existing file; by default an existing file is kept.
         :returns: the path.
-        :raises SedgeError: when ``overwrite=False`` and the file exists.
+        :raises SedgeError: when the file exists and ``overwrite`` is false.
         """
-        return save_atomic(self.state(), path, overwrite=overwrite)
+        from sedge_pyro import __version__
+
+        return write_state(self.state(), path, overwrite=overwrite, version=__version__)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
     ) -> SEDGEModel:
-        """Load a model written by :meth:`save`.
+        """Load a model written by :meth:`save`. Reading never runs code from the file.
 
-        :raises SedgeError: naming the path when it is missing or not a sedge-pyro model.
+        :param path: the file.
+        :param device: where to put the model.
+        :raises OptionError: for a device that does not exist here.
+        :raises SedgeError: naming the path when it is missing, damaged, not a sedge-pyro
+            model, or a file of the old pickle format (see :func:`sedge_pyro.models.convert`).
         """
-        state = load_saved(path, FORMAT_VERSION, "SEDGEModel", map_location=device)
-        graph = SpecGraph.from_json(state["graph"])
-        model = cls(
-            graph,
-            likelihood=state["likelihood"],
-            prior=state["prior"],
-            structure=state["structure"],
-            hidden=state["hidden"],
-            prior_options=state["prior_options"],
-        )
-        model.columns = Columns.from_dict(state["columns"])
-        if state.get("seen") is not None:
-            model.seen = pd.DataFrame(state["seen"])
-        comps = nn.ModuleDict()
-        for key, item in state["components"].items():
-            if item["class"] == "FactorizedPrior":
-                module = FactorizedPrior(graph, **item["config"])
-            else:
-                module = _CLASSES[item["class"]](**item["config"])
-            module.load_state_dict(item["state"])
-            comps[key] = module
-        model.components = comps
-        model.history = state["history"]
-        return model.to(device)
+        dev = check_device(device)
+        state, _ = read_state(path, FORMAT_VERSION, "SEDGEModel")
+        return cls.from_state(state, where=path).to(dev)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], *, where: Any = "state") -> SEDGEModel:
+        """Rebuild a model from :meth:`state` (on the CPU).
+
+        :param where: the file the state came from, for messages.
+        :raises SedgeError: naming ``where`` when an entry is missing or malformed.
+        """
+        with rebuilding(where, "SEDGEModel"):
+            graph = SpecGraph.from_json(state["graph"])
+            model = cls(
+                graph,
+                likelihood=state["likelihood"],
+                prior=state["prior"],
+                structure=state["structure"],
+                hidden=state["hidden"],
+                prior_options=state["prior_options"],
+            )
+            model.columns = Columns.from_dict(state["columns"])
+            if state.get("seen") is not None:
+                model.seen = pd.DataFrame(
+                    {k: np.asarray(v) for k, v in dict(state["seen"]).items()}
+                )
+            comps = nn.ModuleDict()
+            for key, item in dict(state["components"]).items():
+                name = item["class"]
+                if name == "FactorizedPrior":
+                    module = FactorizedPrior(graph, **item["config"])
+                elif name in _CLASSES:
+                    module = _CLASSES[name](**item["config"])
+                else:
+                    raise SedgeError(
+                        f"{str(where)!r}: component {key!r} has an unknown class {name!r}: "
+                        f"expected one of {', '.join(sorted(_CLASSES))} or FactorizedPrior"
+                    )
+                module.load_state_dict(item["state"])
+                comps[key] = module
+            model.components = comps
+            model.history = dict(state["history"])
+        return model
 
 
 class _PriorDistribution(dist.TorchDistribution):

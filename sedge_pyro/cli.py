@@ -1,4 +1,5 @@
-"""The ``sedge`` command line: ``sedge identify``, ``fit``, ``sample``, ``examples``, ``demo``.
+"""The ``sedge`` command line: ``sedge identify``, ``fit``, ``sample``, ``convert``, ``examples``,
+``demo``, ``images``.
 
 Bad input ends in one line on standard error, ``sedge: error: ...``, and exit code 2.
 """
@@ -18,15 +19,15 @@ from typing import Any
 from sedge_pyro import __version__
 from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
-from sedge_pyro.options import default_threads, threads
+from sedge_pyro.options import SEED_LIMIT, default_threads, threads
 
 __all__ = ["main", "parse_options", "parse_target"]
 
 _TARGET = re.compile(r"^(?P<name>[^=<>]+?)\s*(?P<op><=|>=|=|<|>)\s*(?P<value>.+)$")
-#: seeds are whole numbers that fit torch's 64-bit generators: 0 <= seed < 2**63
-SEED_LIMIT = 2**63
 #: the most draws (``-n`` times ``--chains``) one ``sedge sample`` call makes
 MAX_DRAWS = 10**8
+#: the most rows ``--rows`` simulates (an example's rows are a few floats each)
+MAX_ROWS = 10**7
 
 
 def _scalar(text: str) -> Any:
@@ -339,6 +340,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from sedge_pyro.models import convert
+
+    _check_writable(args.new, "NEW")
+    path = convert(args.old, args.new, trust=args.trust, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"converted {args.old} to {path} (safetensors and JSON: opening it runs no code)")
+    return 0
+
+
 def _cmd_examples(args: argparse.Namespace) -> int:
     from sedge_pyro.examples import EXAMPLES
 
@@ -424,9 +435,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--hidden", metavar="SIZES", help="MLP hidden layer sizes, e.g. 64,64")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--steps", type=int, help="SVI steps per component (default 2000)")
+    group.add_argument(
+        "--steps",
+        type=int,
+        help="SVI steps per component (default: 100 passes over the rows, 2,000 to 10,000 "
+        "steps, with early stopping)",
+    )
     group.add_argument("--epochs", type=int, help="passes over the data per component")
-    p.add_argument("--batch-size", type=int, default=256, help="rows per step (default 256)")
+    p.add_argument("--batch-size", type=int, help="rows per step (default 256, at most the rows)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -467,6 +483,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser(
+        "convert",
+        help="rewrite a model file of the old pickle format as safetensors (needs --trust)",
+        description="Rewrite a model file saved by an older sedge-pyro (a torch.save pickle) "
+        "in today's format (safetensors and JSON). Opening the old file runs any code it "
+        "carries: pass --trust only for a file you made or got from a source you trust. This is "
+        "the one command that unpickles; the new file holds data only.",
+    )
+    p.add_argument("old", help="the old model file (torch.save pickle)")
+    p.add_argument("new", help="the file to write, e.g. model.safetensors")
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="I trust where OLD came from (required: opening it runs any code inside it)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing NEW file")
+    p.add_argument("--quiet", action="store_true", help="no summary line")
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("examples", help="list the example registry")
     p.add_argument(
@@ -531,8 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with threads(args.threads, "--threads"), warnings.catch_warnings():
             _check_seed(getattr(args, "seed", None))
             rows = getattr(args, "rows", None)
-            if rows is not None and rows < 1:
-                raise OptionError(f"--rows {rows}: expected a positive number")
+            if rows is not None and not 1 <= rows <= MAX_ROWS:
+                raise OptionError(f"--rows {rows}: expected a whole number from 1 to {MAX_ROWS:,}")
             # ArviZ 0.23's once-a-day notice about its own refactor is not the user's concern
             warnings.filterwarnings(
                 "ignore", message=r"(?s).*ArviZ is undergoing", category=FutureWarning

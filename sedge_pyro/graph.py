@@ -108,7 +108,7 @@ class SpecGraph:
 
     def __init__(self, graph: nx.DiGraph) -> None:
         if not isinstance(graph, nx.Graph):
-            raise TypeError(f"expected a networkx DiGraph, got {type(graph).__name__}")
+            raise GraphError(f"expected a networkx DiGraph, got {type(graph).__name__}")
         if not graph.is_directed() or graph.is_multigraph():
             raise GraphError(
                 f"expected a networkx DiGraph (directed, no parallel edges), "
@@ -236,6 +236,11 @@ class SpecGraph:
                 f"parents is {type(parents).__name__}: expected a dict specification -> list "
                 "of feature parents, e.g. {'z1': ['x1', 'x2']}"
             )
+        for spec in parents:
+            if not isinstance(spec, str):
+                raise GraphError(
+                    f"parents has the key {spec!r}: expected specification names (strings)"
+                )
         spec_parents = {spec: _parent_list(spec, ps) for spec, ps in parents.items()}
         specs = set(spec_parents)
         for spec, ps in spec_parents.items():
@@ -266,6 +271,8 @@ class SpecGraph:
         feats = {p for ps in spec_parents.values() for p in ps}
         feats.update(n for e in f_edges for n in e)
         feats.update(extra)
+        if not isinstance(selection, str):
+            raise GraphError(f"selection is {selection!r}: expected a node name (a string)")
         if selection in specs or selection in feats:
             raise GraphError(
                 f"selection name {selection!r} is already used by a specification or feature; "

@@ -10,6 +10,7 @@ import torch
 from sedge_pyro.datasets import shapes
 from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.models.cvae import ConditionalImageVAE
+from sedge_pyro.models.files import write_state
 from sedge_pyro.models.judge import AttributeClassifier
 
 SEEN = {"shape": "circle", "colour": "red", "size": "large", "position": "left"}
@@ -77,7 +78,7 @@ def test_save_load_round_trip(fitted, tmp_path):
         fitted.save(path, overwrite=False)
     with pytest.raises(SedgeError, match="does not exist"):
         ConditionalImageVAE.load(tmp_path / "missing.pt")
-    torch.save({"format": "sedge-pyro/image-1"}, tmp_path / "other.pt")
+    write_state({"format": "sedge-pyro/image-1"}, tmp_path / "other.pt")
     with pytest.raises(SedgeError, match="not a saved ConditionalImageVAE"):
         ConditionalImageVAE.load(tmp_path / "other.pt")
 

@@ -151,6 +151,11 @@ def test_identify_negative_rows(capsys):
     one_line(*run(capsys, "identify", "fig2b", "--rows", "-5"), "--rows -5")
 
 
+def test_identify_rows_beyond_memory_are_refused_before_simulating(capsys):
+    # found by the fuzz suite: --rows 2**69 simulated until the machine ran out of memory
+    one_line(*run(capsys, "identify", "fig2b", "--rows", str(2**69)), "--rows")
+
+
 def test_graph_file_that_is_not_utf8(tmp_path, capsys):
     path = tmp_path / "g.json"
     path.write_bytes(b'{"nodes": [{"id": "\xff\xfe"}]}')
@@ -355,6 +360,7 @@ REQUIRED = {
     "identify": ["fig2b"],
     "fit": ["g.json", "train.csv", "-o", "m.pt"],
     "sample": ["m.pt", "--target", "z1=1"],
+    "convert": ["old.pt", "new.safetensors"],
 }
 
 
