@@ -27,6 +27,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from sedge_pyro import __version__
 from sedge_pyro.atomic import atomic_path
 from sedge_pyro.errors import SedgeError
 
@@ -129,7 +130,6 @@ def write_state(
     path: str | os.PathLike[str],
     *,
     overwrite: bool = False,
-    version: str = "",
 ) -> Path:
     """Write ``state`` to ``path`` as safetensors with the rest of the tree in its header.
 
@@ -142,7 +142,6 @@ def write_state(
         numpy arrays and tensors; it must carry a ``"format"`` entry.
     :param path: the file.
     :param overwrite: replace an existing file.
-    :param version: the package version, recorded in the header.
     :returns: the path.
     :raises SedgeError: when the file exists and ``overwrite`` is false, naming it.
     """
@@ -151,7 +150,7 @@ def write_state(
     metadata = {
         _KEY_CONTAINER: CONTAINER,
         _KEY_STATE: json.dumps(tree, allow_nan=True),
-        _KEY_VERSION: version,
+        _KEY_VERSION: __version__,
     }
     payload = safetensors.torch.save(tensors, metadata=metadata)
     with atomic_path(path, overwrite=overwrite) as tmp:

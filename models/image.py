@@ -256,9 +256,7 @@ class _PixelModel:
         :param overwrite: replace an existing file; by default an existing file is kept.
         :raises SedgeError: when the file exists and ``overwrite`` is false.
         """
-        from sedge_pyro import __version__
-
-        return write_state(self.state(), path, overwrite=overwrite, version=__version__)
+        return write_state(self.state(), path, overwrite=overwrite)
 
     def state(self) -> dict[str, Any]:
         """Everything :meth:`load` needs, as plain Python and tensors."""

@@ -694,9 +694,7 @@ class SEDGEModel(PyroModule):
         :returns: the path.
         :raises SedgeError: when the file exists and ``overwrite`` is false.
         """
-        from sedge_pyro import __version__
-
-        return write_state(self.state(), path, overwrite=overwrite, version=__version__)
+        return write_state(self.state(), path, overwrite=overwrite)
 
     @classmethod
     def load(
