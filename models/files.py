@@ -30,10 +30,12 @@ import torch
 from sedge_pyro import __version__
 from sedge_pyro.atomic import atomic_path
 from sedge_pyro.errors import SedgeError
+from sedge_pyro.options import device as check_device
 
 __all__ = [
     "LegacyFormatError",
     "is_legacy",
+    "load_model",
     "read_legacy",
     "read_state",
     "rebuilding",
@@ -231,6 +233,17 @@ def read_state(
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise SedgeError(f"{str(p)!r} is not a saved {kind} of format {fmt!r} (it says {got!r})")
     return state, metadata
+
+
+def load_model(cls: Any, path: str | os.PathLike[str], fmt: Any, device: Any) -> Any:
+    """``cls.from_state`` of the file's state (format ``fmt``), moved to ``device``.
+
+    :raises OptionError: for a device that does not exist here (checked before reading).
+    :raises SedgeError: as :func:`read_state`, and naming the path for a damaged state.
+    """
+    dev = check_device(device)
+    state, _ = read_state(path, fmt, cls.__name__)
+    return cls.from_state(state, where=path).to(dev)
 
 
 def read_legacy(path: str | os.PathLike[str], *, trust: bool = False) -> dict[str, Any]:

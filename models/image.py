@@ -90,7 +90,7 @@ from tqdm.auto import tqdm
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES, attribute_codes, image_array
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.files import read_state, rebuilding, write_state
+from sedge_pyro.models.files import load_model, rebuilding, write_state
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
 from sedge_pyro.options import device as check_device
@@ -279,9 +279,7 @@ class _PixelModel:
             this class, or of the old pickle format (see :func:`sedge_pyro.models.convert`).
         :raises OptionError: for a device that does not exist here.
         """
-        device = check_device(device)
-        state, _ = read_state(path, cls._FORMAT, cls.__name__)
-        return cls.from_state(state, where=path).to(device)
+        return load_model(cls, path, cls._FORMAT, device)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], *, where: Any = "state") -> Any:

@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.files import read_state, rebuilding, write_state
+from sedge_pyro.models.files import load_model, rebuilding, write_state
 from sedge_pyro.models.likelihoods import GaussianMLP
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
@@ -706,9 +706,7 @@ class LatentSEDGE:
         :raises SedgeError: naming the path when it is missing, damaged, not a saved
             LatentSEDGE, or of the old pickle format (see :func:`sedge_pyro.models.convert`).
         """
-        dev = check_device(device)
-        state, _ = read_state(path, _FORMAT, "LatentSEDGE")
-        return cls.from_state(state, where=path).to(dev)
+        return load_model(cls, path, _FORMAT, device)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], *, where: Any = "state") -> LatentSEDGE:

@@ -44,7 +44,7 @@ from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
 from sedge_pyro.models.columns import Columns, as_frame
 from sedge_pyro.models.dual import DualDivergencePrior
 from sedge_pyro.models.factorized import FactorizedPrior
-from sedge_pyro.models.files import read_state, rebuilding, write_state
+from sedge_pyro.models.files import load_model, rebuilding, write_state
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
@@ -708,9 +708,7 @@ class SEDGEModel(PyroModule):
         :raises SedgeError: naming the path when it is missing, damaged, not a sedge-pyro
             model, or a file of the old pickle format (see :func:`sedge_pyro.models.convert`).
         """
-        dev = check_device(device)
-        state, _ = read_state(path, FORMAT_VERSION, "SEDGEModel")
-        return cls.from_state(state, where=path).to(dev)
+        return load_model(cls, path, FORMAT_VERSION, device)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], *, where: Any = "state") -> SEDGEModel:
