@@ -15,6 +15,7 @@ from sedge_pyro.diagnostics import (
     spec_satisfaction,
 )
 from sedge_pyro.errors import (
+    AssumptionFailed,
     DataError,
     GraphError,
     NotIdentifiable,
@@ -55,6 +56,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Assumption",
+    "AssumptionFailed",
     "Check",
     "Component",
     "DataError",

@@ -430,7 +430,8 @@ def identification_table(n: int = 2000, seed: int = 0) -> list[dict[str, str]]:
     :param n: population rows simulated per example (training rows are those with S = 1).
     :param seed: seed of the simulation.
     :returns: one row per example with keys ``example``, ``reference``, ``target``,
-        ``status``, ``blocks``, ``X_c``, ``factorization``.
+        ``status``, ``checks`` (``ok`` or ``FAIL:`` and the failed assumptions), ``blocks``,
+        ``X_c``, ``factorization``.
     """
     rows = []
     for name, ex in EXAMPLES.items():
@@ -439,12 +440,16 @@ def identification_table(n: int = 2000, seed: int = 0) -> list[dict[str, str]]:
         try:
             res = ex.identify(n=n, seed=seed)
         except SedgeError as err:
-            row.update(status=type(err).__name__, blocks="", X_c="", factorization=str(err))
+            row.update(
+                status=type(err).__name__, checks="", blocks="", X_c="", factorization=str(err)
+            )
             rows.append(row)
             continue
         fac = res.factorization
+        failed = [a.name for a, _ in res.failures()]
         row.update(
             status=res.status.name,
+            checks="FAIL: " + ", ".join(failed) if failed else "ok",
             blocks=" ".join(_set(b) for b in res.blocks),
             X_c=_set(res.shared) if res.shared else "",
             factorization=("∝ " if fac.proportional else "= ") + str(fac)
@@ -477,12 +482,13 @@ def run_registry(
     rows = identification_table(n=n, seed=seed)
     print("can p(X | Z_T = z) be built from training rows (S=1)?", file=out)
     print(f"({len(rows)} registry graphs, {n} simulated rows each, seed {seed})\n", file=out)
-    columns = ["example", "target", "status", "blocks", "X_c", "factorization"]
+    columns = ["example", "target", "status", "checks", "blocks", "X_c", "factorization"]
     print(_markdown(rows, columns), file=out)
     print(
         "\nIDENTIFIABLE: every term equals the population's (Thm 1). CONSERVATIVE: exact up to "
         "terms that\nneed the rarity assumption (Thm 3). IMPOSSIBLE: a target value never seen "
-        "(Assumption 1).\nDetails: sedge identify EXAMPLE, e.g. `sedge identify fig2b`.",
+        "(Assumption 1).\nchecks: the assumption checks on the simulated rows (FAIL flags the result)."
+        "\nDetails: sedge identify EXAMPLE, e.g. `sedge identify fig2b`.",
         file=out,
     )
     return rows

@@ -8,6 +8,7 @@ edge, column, argument) and says what was expected. Each subclass is also a
 from __future__ import annotations
 
 __all__ = [
+    "AssumptionFailed",
     "DataError",
     "GraphError",
     "NotIdentifiable",
@@ -40,6 +41,14 @@ class OptionError(SedgeError, ValueError):
 
 class NotIdentifiable(SedgeError):
     """The requested distribution cannot be constructed from the training data."""
+
+
+class AssumptionFailed(SedgeError, ValueError):
+    """An assumption the identification rests on fails on the training rows (``strict=True``).
+
+    The message names each failed assumption (``overlap``, ``independence``, ...) and what was
+    measured.
+    """
 
 
 class SamplingError(SedgeError, RuntimeError):

@@ -10,6 +10,12 @@ specification values can be constructed from the training distribution ``pD = p(
   terms equal their ``pD`` estimate only under the rarity assumption (Prop. 4, Thm 3);
 - ``IMPOSSIBLE``: some target value is never seen in the training rows (Assumption 1 fails).
 
+The status says what the graph and the coverage allow; the result also rests on assumptions
+(:mod:`sedge_pyro.assumptions`) that are checked on the training rows. A failed check flags the
+result: :attr:`Identification.ok` is ``False``, :meth:`Identification.explain` puts the failures
+first, ``sedge identify`` exits 1, and ``identify(..., strict=True)`` raises
+:class:`~sedge_pyro.errors.AssumptionFailed`.
+
 The algorithm (see ``docs/identification.md``):
 
 1. Assumption 1 (Eq. 1 / Eqs. 24-26): each target value must be seen alone.
@@ -51,12 +57,13 @@ from sedge_pyro.assumptions import (
     Coverage,
     Tolerance,
     coverage_assumption,
+    independence_assumption,
     overlap_assumption,
     positivity_assumption,
     rarity_assumption,
     refuse_stray_text,
 )
-from sedge_pyro.errors import DataError, GraphError, OptionError, TargetError
+from sedge_pyro.errors import AssumptionFailed, DataError, GraphError, OptionError, TargetError
 from sedge_pyro.expr import Factorization, Interval, Term, Var
 from sedge_pyro.graph import SpecGraph, natural_key
 
@@ -118,6 +125,9 @@ class Identification:
     :param components: the independent components with their details.
     :param query: the population term ``p(X | Z_T = z)`` being identified.
     :param reason: for ``IMPOSSIBLE``, why.
+    :param seen: the training rows the assumptions are checked on (``None``: none given).
+
+    :attr:`ok` is ``False`` when a check fails on ``seen``; :meth:`failures` lists them.
     """
 
     graph: SpecGraph
@@ -131,16 +141,27 @@ class Identification:
     query: Term | None = None
     reason: str = ""
     seen: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    # the checks on ``seen``, computed once (ok, explain and to_dict all read them)
+    _seen_checks: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def checks(self, data: pd.DataFrame | None = None) -> list[tuple[Assumption, Check]]:
         """Check every assumption on ``data`` (default: the rows given to :func:`identify`).
 
+        A check that needs a column ``data`` lacks is unverified (``ok=None``, its detail
+        starting "not checked").
+
         :param data: training rows, or ``None`` to use ``seen``.
         :returns: pairs of assumption and check; empty when there is no data.
         """
-        data = self.seen if data is None else data
         if data is None:
-            return []
+            if self.seen is None:
+                return []
+            if not self._seen_checks:
+                self._seen_checks.extend(self._run_checks(self.seen))
+            return list(self._seen_checks)
+        return self._run_checks(data)
+
+    def _run_checks(self, data: pd.DataFrame) -> list[tuple[Assumption, Check]]:
         out = []
         for a in self.assumptions:
             try:
@@ -150,6 +171,26 @@ class Identification:
                 out.append((a, Check(None, f"not checked: {err}")))
         return out
 
+    def failures(self, data: pd.DataFrame | None = None) -> list[tuple[Assumption, Check]]:
+        """The assumptions whose check fails on ``data`` (default: ``seen``).
+
+        :param data: training rows, or ``None`` to use ``seen``.
+        :returns: pairs of assumption and failed check, in the order of ``assumptions``.
+        """
+        return [(a, c) for a, c in self.checks(data) if c.ok is False]
+
+    @property
+    def ok(self) -> bool | None:
+        """Whether the assumptions hold on ``seen``: ``False`` when a check fails.
+
+        ``True`` when none fails; a check that the training rows cannot decide (``unverified``,
+        e.g. rarity) does not make it ``False``, but :meth:`explain` reports it. ``None`` when
+        :func:`identify` was given no rows, so nothing was checked.
+        """
+        if self.seen is None:
+            return None
+        return not self.failures()
+
     def explain(self, data: pd.DataFrame | None = None) -> str:
         """A multi-line account a person reads: status, blocks, X_c, terms and assumptions.
 
@@ -158,6 +199,14 @@ class Identification:
         """
         query = self.query.to_text() if self.query is not None else "p(X | target)"
         lines = [f"{query}: {self.status.name}"]
+        checked = self.checks(data)
+        failed = [(a, c) for a, c in checked if c.ok is False]
+        if len(failed) == 1:
+            a, c = failed[0]
+            lines.append(f"WARNING: 1 assumption check failed: {a.name}: {c.detail}")
+        elif failed:
+            lines.append(f"WARNING: {len(failed)} assumption checks failed:")
+            lines.extend(f"  {a.name}: {c.detail}" for a, c in failed)
         if self.status is Status.IMPOSSIBLE:
             lines.append(f"  {self.reason}")
         else:
@@ -184,7 +233,7 @@ class Identification:
                 why = f"{lhs} ⟂ {sel}{given}" if t.exact else f"{lhs} not ⟂ {sel}{given}"
                 mark = "exact" if t.exact else "≈    "
                 lines.append(f"  {t.to_text():<{width}}  {mark}  {why}")
-        checks = dict((a.name, c) for a, c in self.checks(data))
+        checks = dict((a.name, c) for a, c in checked)
         if self.assumptions:
             lines.append("assumptions:")
         for a in self.assumptions:
@@ -196,10 +245,16 @@ class Identification:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (status, blocks, shared, factorization text and terms)."""
+        """A JSON-ready summary (status, ok, blocks, shared, factorization, terms and checks).
+
+        ``ok`` is :attr:`ok`; each check has its ``name``, ``ok``, ``label`` (``ok``, ``FAIL``
+        or ``unverified``) and ``detail``.
+        """
         fac = self.factorization
+        checked = self.checks()
         return {
             "status": self.status.name,
+            "ok": self.ok,
             "target": {k: _value_json(v) for k, v in self.target.items()},
             "blocks": [_sorted(b) for b in self.blocks],
             "shared": _sorted(self.shared),
@@ -220,7 +275,10 @@ class Identification:
                 for f in fac.factors
             ],
             "reason": self.reason,
-            "checks": [{"name": a.name, "ok": c.ok, "detail": c.detail} for a, c in self.checks()],
+            "checks": [
+                {"name": a.name, "ok": c.ok, "label": c.label, "detail": c.detail}
+                for a, c in checked
+            ],
         }
 
 
@@ -431,6 +489,7 @@ def identify(
     seen: pd.DataFrame | None = None,
     *,
     tolerance: Tolerance = None,
+    strict: bool = False,
 ) -> Identification:
     r"""Identify :math:`p(X \mid Z_T = z)` from the graph and the training rows' coverage.
 
@@ -443,11 +502,16 @@ def identify(
     :param tolerance: for point targets on continuous specs, a training value within this
         distance counts as the target value (a number, or a dict per spec); default 0.1
         standard deviations of the column.
+    :param strict: raise :class:`~sedge_pyro.errors.AssumptionFailed` when an assumption's
+        check fails on ``seen`` (default: return the result, flagged by
+        :attr:`Identification.ok` and :meth:`Identification.explain`).
     :returns: an :class:`Identification`.
     :raises TargetError: when the target names an unknown spec or holds a bad value.
     :raises OptionError: when ``tolerance`` is negative, not a number, or names a non-target.
     :raises DataError: when ``seen`` lacks a target column, is empty, holds NaNs, or holds a
         few text cells in a column of numbers.
+    :raises AssumptionFailed: with ``strict=True``, when a check fails on ``seen``; the message
+        names each failed assumption and what was measured.
 
     References: Prop. 1 and 4, Thms 1-3, Eq. (3) of the SEDGE paper.
 
@@ -486,7 +550,8 @@ def identify(
                 "(Assumption 1 fails): p(X | target) is not identifiable, and no sample can be "
                 "constructed from the data"
             )
-            return Identification(
+            return _strict(
+                strict,
                 graph,
                 target,
                 Status.IMPOSSIBLE,
@@ -627,11 +692,19 @@ def identify(
     shared_all = frozenset().union(*(c.shared for c in components))
     novel = [c for c in components if c.specs and not c.seen]
     assumptions = [assume_coverage, positivity_assumption(factorization, target, tolerance)]
+    parts = [
+        (_set_text(c.specs) if c.specs else "no target spec", c.features)
+        for c in components
+        if c.features
+    ]
+    if len(parts) >= 2:
+        assumptions.append(independence_assumption(parts, target))
     if novel:
         assumptions.append(overlap_assumption(novel, target, tolerance))
     if status is Status.CONSERVATIVE:
         assumptions.append(rarity_assumption(novel, target, tolerance))
-    return Identification(
+    return _strict(
+        strict,
         graph,
         target,
         status,
@@ -644,3 +717,17 @@ def identify(
         "",
         seen,
     )
+
+
+def _strict(strict: bool, *args: Any) -> Identification:
+    """The :class:`Identification` of ``args``; with ``strict``, raise if a check fails."""
+    res = Identification(*args)
+    failed = res.failures() if strict else []
+    if failed:
+        rows = len(res.seen) if res.seen is not None else 0
+        what = "; ".join(f"{a.name}: {c.detail}" for a, c in failed)
+        raise AssumptionFailed(
+            f"{len(failed)} assumption check(s) failed on the {rows} training rows: "
+            f"{what} (without strict, the result is returned flagged)"
+        )
+    return res
