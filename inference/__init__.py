@@ -2,9 +2,9 @@
 methods, the compiled :class:`Target`, and :class:`Samples`).
 """
 
-from sedge_pyro.inference.fit import History, fit_component
+from sedge_pyro.inference.fit import History, fit_component, schedule
 from sedge_pyro.inference.sample import METHODS, Draws, check_finite, sample
-from sedge_pyro.inference.samples import Samples
+from sedge_pyro.inference.samples import Comparison, Samples
 from sedge_pyro.inference.structure import (
     DEFAULT_BETA,
     StructureResult,
@@ -12,21 +12,25 @@ from sedge_pyro.inference.structure import (
     learn_structure,
 )
 from sedge_pyro.inference.target import LOSSES, Problem, SpecEvent, Target
+from sedge_pyro.inference.verdict import Verdict
 
 __all__ = [
     "DEFAULT_BETA",
     "LOSSES",
     "METHODS",
+    "Comparison",
     "Draws",
     "History",
     "Problem",
     "Samples",
     "SpecEvent",
-    "Target",
-    "check_finite",
-    "sample",
     "StructureResult",
+    "Target",
+    "Verdict",
+    "check_finite",
     "fit_component",
     "learn_parents",
     "learn_structure",
+    "sample",
+    "schedule",
 ]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from sedge_pyro.assumptions import Coverage
@@ -81,8 +82,11 @@ def sample_plan(
     :returns: :class:`Draws` with per-draw ``log_weight`` (the importance weight of the draw
         before resampling, 0 when there was none), and in ``info`` the identification
         ``status``, the ``factorization`` text, the smallest effective sample size
-        ``ess`` (and ``ess_fraction``) of the importance resampling over components, and
-        ``mcmc``: the shared features drawn by MCMC (empty when none were).
+        ``ess`` (and ``ess_fraction``) of the importance resampling over components, counted
+        over *distinct* particles (copies of one training row add their weights: draws that
+        rest on two rows have ``ess <= 2``), ``mcmc``: the shared features drawn by MCMC
+        (empty when none were), ``distinct``: the number of distinct draws, and
+        ``rows_used``: the number of distinct training rows the draws copy values from.
     :raises OptionError: for ``oversample < 1`` or ``k < 1``, or a point target on a
         continuous spec with a model that has no per-spec likelihood.
     :raises SamplingError: when no training row supports a term.
@@ -140,6 +144,8 @@ def sample_plan(
         "ess_fraction": min(fractions) if fractions else 1.0,
         "k": plan.k,
         "mcmc": sorted(fixed),
+        "distinct": int(np.unique(raw, axis=0).shape[0]),
+        "rows_used": int(torch.unique(rows[rows >= 0]).numel()),
     }
     return Draws(
         x.reshape(chains, n, problem.dim),
@@ -314,10 +320,25 @@ class _Plan:
                 "target's blocks together (the overlap assumption fails for this target)"
             )
         w = (log_w - log_w.max()).exp()
-        ess = float(w.sum() ** 2 / (w * w).sum())
+        ess = self._distinct_ess(values, w)
         idx = torch.multinomial(w, n_out, replacement=True, generator=self.g)
         out = {f: v[idx] for f, v in values.items()}
         return out, kept[idx] + log_w[idx], ess, ess / log_w.shape[0]
+
+    def _distinct_ess(self, values: dict[str, torch.Tensor], w: torch.Tensor) -> float:
+        r"""The effective sample size :math:`(\sum_u W_u)^2 / \sum_u W_u^2` over the
+        *distinct* particles :math:`u` (equal feature values), :math:`W_u` the summed weight of
+        the particles equal to ``u``: particles copy training rows, and a thousand copies of
+        two rows are two effective draws, not a thousand.
+        """
+        if values:
+            _, inverse = torch.unique(
+                self._values(sorted(values), values), dim=0, return_inverse=True
+            )
+            w = torch.zeros(int(inverse.max()) + 1, dtype=w.dtype, device=w.device).index_add_(
+                0, inverse, w
+            )
+        return float(w.sum() ** 2 / (w * w).sum())
 
     # ------------------------------------------------------------------ matching rows
 

@@ -2,7 +2,9 @@ r"""``sample``: one entry point over the samplers, returning :class:`Samples`.
 
 Every sampler is a function ``fn(problem, n, *, chains, generator, progress, **options) ->
 Draws`` in normalised units; this module compiles the target, seeds, runs the sampler, checks
-the draws are finite, converts them to raw units and records the settings. The methods:
+the draws are finite, converts them to raw units, records the settings and the draws' verdict
+(:mod:`~sedge_pyro.inference.verdict`: ``info["diagnostics"]`` and ``info["warnings"]``, see
+:meth:`Samples.diagnose`). The methods:
 
 ============  ===========================================================================
 ``plan``      follows :func:`~sedge_pyro.identify`'s factorization term by term (exact when
@@ -39,6 +41,7 @@ import torch
 from sedge_pyro.errors import OptionError, SamplingError, SedgeError
 from sedge_pyro.inference.samples import Samples
 from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
+from sedge_pyro.inference.verdict import verdict
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import seed as check_seed
 
@@ -190,9 +193,41 @@ def sample(
             axis=-1,
         )
     info = {"seconds": seconds, "seed": int(seed), "device": str(dev), **draws.info}
+    info.update(_verdict(model, raw, t.target, method, settings, info, tolerance))
     return Samples(
         raw, model.features, t.target, method, settings, stats, info, observed=t.observed()
     )
+
+
+def _verdict(
+    model: SEDGEModel,
+    raw: np.ndarray,
+    target: Mapping[str, Any],
+    method: str,
+    settings: Mapping[str, Any],
+    info: Mapping[str, Any],
+    tolerance: float | Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """The draws' verdict (:mod:`~sedge_pyro.inference.verdict`) as ``info`` entries:
+    ``diagnostics``, ``warnings`` and ``rhat_ess`` (``"mcmc"``, ``"partial"`` or ``"n/a"``).
+    """
+    try:
+        diagnostics, warnings = verdict(
+            model,
+            raw,
+            model.features,
+            target,
+            method,
+            settings=settings,
+            info=info,
+            tolerance=tolerance,
+        )
+    except Exception as err:  # a diagnostic's failure must not break sampling, nor go unsaid
+        message = f"{type(err).__name__}: {err}"
+        diagnostics = {"errors": {"verdict": message}}
+        warnings = [f"the draws' verdict could not be computed ({message}): they are unchecked"]
+    kind = diagnostics.get("rhat_ess", {}).get("kind", "n/a")
+    return {"diagnostics": diagnostics, "warnings": warnings, "rhat_ess": kind}
 
 
 def _np(v: Any) -> np.ndarray:

@@ -24,7 +24,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,25 @@ import pandas as pd
 from sedge_pyro import arviz_compat
 from sedge_pyro.atomic import atomic_path
 from sedge_pyro.errors import SedgeError
+from sedge_pyro.inference.verdict import Verdict
 
-__all__ = ["Samples"]
+__all__ = ["Comparison", "Samples"]
+
+#: summary columns that describe Markov chains
+_CHAIN_COLUMNS = ("r_hat", "ess_bulk", "ess_tail", "mcse_mean", "mcse_sd")
+
+
+class Comparison(NamedTuple):
+    """Two sets of draws compared by :meth:`Samples.compare`.
+
+    :param mmd: the standardised MMD between the two sets (half of each).
+    :param floor: the larger MMD between the two halves of one set (what agreement scores).
+    :param warning: a line saying they disagree, or ``None``.
+    """
+
+    mmd: float
+    floor: float
+    warning: str | None
 
 
 def _attr(value: Any) -> Any:
@@ -170,6 +187,78 @@ class Samples:
             attrs={"/": attrs, "posterior": attrs},
         )
 
+    @property
+    def warnings(self) -> list[str]:
+        """The verdict's warnings (``info["warnings"]``), one line each; empty when all is
+        well or when the draws carry no verdict.
+        """
+        return list(self.info.get("warnings") or [])
+
+    def diagnose(self) -> Verdict:
+        """The verdict on these draws, to read before using them: the share outside the
+        training range per feature, the mean fitted probability of the target, the number
+        of distinct draws, whether R-hat/ESS mean anything, and the warnings. ``print`` it.
+
+        Recorded by :func:`~sedge_pyro.inference.sample` in ``info["diagnostics"]``; kept by
+        :meth:`save` / :meth:`load`.
+
+        >>> import numpy as np
+        >>> print(Samples(np.zeros((1, 3, 1)), ["x1"], {"z1": 1.0}, "plan").diagnose())
+        no verdict recorded for these draws by plan
+        """
+        diagnostics = self.info.get("diagnostics")
+        return Verdict(
+            self.method,
+            dict(diagnostics) if isinstance(diagnostics, Mapping) else {},
+            tuple(self.warnings),
+        )
+
+    def compare(
+        self, other: Samples, *, max_rows: int = 1000, ratio: float = 2.0, seed: int = 0
+    ) -> Comparison:
+        r"""Whether two sets of draws (e.g. two methods on one model and target) agree.
+
+        The MMD (:func:`~sedge_pyro.mmd`, standardised features, median bandwidth, biased
+        estimate) between half of each set's draws, against a floor: the larger MMD between
+        the two halves of either set. Both are computed on equal numbers of rows, so their
+        finite-sample bias is the same; the sets disagree when the MMD exceeds ``ratio``
+        times the floor.
+
+        :param other: draws of the same features.
+        :param max_rows: at most this many rows of each set are used (the MMD is quadratic).
+        :param ratio: the MMD over the floor above which a warning is given.
+        :param seed: seeds the choice of rows.
+        :returns: a :class:`Comparison` (``mmd``, ``floor``, ``warning`` or ``None``).
+        :raises SedgeError: when the features differ or a set has fewer than 4 draws.
+        """
+        from sedge_pyro.diagnostics import mmd
+
+        if list(other.features) != list(self.features):
+            raise SedgeError(
+                f"other has features {list(other.features)}: expected {list(self.features)}"
+            )
+        a, b = self.to_numpy(), other.to_numpy()
+        if min(len(a), len(b)) < 4:
+            raise SedgeError(
+                f"the draws have {len(a)} and {len(b)} rows: comparing needs 4 or more each"
+            )
+        rng = np.random.default_rng(seed)
+        half = min(len(a), len(b), max_rows) // 2
+        ia, ib = rng.permutation(len(a)), rng.permutation(len(b))
+        a1, a2 = a[ia[:half]], a[ia[half : 2 * half]]
+        b1, b2 = b[ib[:half]], b[ib[half : 2 * half]]
+        opts: dict[str, Any] = {"standardize": True, "unbiased": False}
+        value = float(mmd(a1, b1, **opts))
+        floor = max(float(mmd(a1, a2, **opts)), float(mmd(b1, b2, **opts)))
+        warning = None
+        if value > ratio * floor:
+            warning = (
+                f"{self.method} and {other.method} disagree: MMD {value:.3f} between their "
+                f"draws, {value / floor if floor else float('inf'):.1f}x the {floor:.3f} between "
+                "halves of one set"
+            )
+        return Comparison(value, floor, warning)
+
     def summary(self, **kwargs: Any) -> pd.DataFrame:
         """R-hat, ESS and moments of each feature (R-hat and ESS need several chains).
 
@@ -177,9 +266,19 @@ class Samples:
         :meth:`to_inference_data`, rows named by feature; ``kwargs`` go to that function
         (e.g. ``kind="diagnostics"``, ``round_to="none"``). Both give ``mean``, ``sd``,
         ``ess_bulk``, ``ess_tail``, ``r_hat``, ``mcse_mean`` and ``mcse_sd``.
+
+        Where R-hat and ESS mean nothing (``info["rhat_ess"]`` is ``"n/a"``: independent
+        optimisations, importance resampling, amortised draws, one chain; or, for
+        ``"partial"``, the features not drawn by Markov chains) the columns ``r_hat``,
+        ``ess_bulk``, ``ess_tail``, ``mcse_mean`` and ``mcse_sd`` are NaN in those rows
+        (the columns stay, so code that reads them keeps working) and ``out.attrs["note"]``
+        says why; ArviZ's own numbers are one call away:
+        ``arviz_compat.summary(s.to_inference_data())``. Draws without a verdict (made
+        before it was recorded, or built by hand) keep every number.
         """
         out = arviz_compat.summary(self.to_inference_data(), **kwargs)
         names = {_escape(f): f for f in self.features if _escape(f) != f}
+        out = self._blank_meaningless(out)
         if names and isinstance(out, pd.DataFrame):
             fmt = getattr(out, "_fmt_map", None)  # arviz_stats 1.x: display digits per row
             out = out.rename(index=names)
@@ -187,6 +286,29 @@ class Samples:
                 out._fmt_map = {
                     c: {names.get(i, i): v for i, v in m.items()} for c, m in fmt.items()
                 }
+        return out
+
+    def _blank_meaningless(self, out: Any) -> Any:
+        """``out`` with R-hat/ESS/MCSE set to NaN where they mean nothing (see summary)."""
+        kind = self.info.get("rhat_ess")
+        if kind not in ("n/a", "partial") or not isinstance(out, pd.DataFrame):
+            return out
+        diagnostics = self.info.get("diagnostics")
+        rhat = diagnostics.get("rhat_ess", {}) if isinstance(diagnostics, Mapping) else {}
+        keep = {_escape(f) for f in rhat.get("features") or []} if kind == "partial" else set()
+        rows = [i for i in out.index if i not in keep]
+        cols = [c for c in _CHAIN_COLUMNS if c in out.columns]
+        if rows and cols:
+            fmt = getattr(out, "_fmt_map", None)  # arviz_stats 1.x: display digits per row
+            out = out.copy()
+            out[cols] = out[cols].astype(float)
+            out.loc[rows, cols] = np.nan
+            if fmt is not None:
+                out._fmt_map = fmt
+        out.attrs["note"] = (
+            f"R-hat, ESS and MCSE are NaN for {', '.join(map(_unescape, rows))}: "
+            f"{rhat.get('reason', 'the draws are no Markov chain')}"
+        )
         return out
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:

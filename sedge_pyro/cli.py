@@ -2,6 +2,8 @@
 ``demo``, ``images``.
 
 Bad input ends in one line on standard error, ``sedge: error: ...``, and exit code 2.
+``sedge identify`` exits 1 when an assumption check fails on the training rows (the report is
+still printed in full), 0 when none fails; with ``--strict`` a failed check is bad input (2).
 """
 
 from __future__ import annotations
@@ -128,16 +130,18 @@ def _cmd_identify(args: argparse.Namespace) -> int:
             f"graph {args.graph!r} is neither a .json/.gml file nor a registry example "
             "(see `sedge examples`)"
         )
-    res = identify(graph, target, seen, tolerance=args.tolerance)
+    res = identify(graph, target, seen, tolerance=args.tolerance, strict=args.strict)
+    # a failed check flags the result: exit 1 after the full report
+    code = 1 if res.ok is False else 0
     if args.json:
         print(json.dumps(res.to_dict(), indent=2, ensure_ascii=False))
-        return 0
+        return code
     print(note + res.explain())
     if args.latex and res.factorization is not None:
         query = res.query.to_latex() if res.query is not None else "p(X)"
         sign = r"\propto" if res.factorization.proportional else "="
         print(f"latex: {query} {sign} {res.factorization.to_latex()}")
-    return 0
+    return code
 
 
 def parse_options(tokens: Sequence[str] | None) -> dict[str, Any]:
@@ -333,10 +337,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         samples.save(args.output, overwrite=args.overwrite)
         if not args.quiet:
             print(f"{line}; wrote {args.output}")
-        return 0
-    samples.to_dataframe(index=True).to_csv(sys.stdout, index=False)
-    if not args.quiet:
-        print(line, file=sys.stderr)
+    else:
+        samples.to_dataframe(index=True).to_csv(sys.stdout, index=False)
+        if not args.quiet:
+            print(line, file=sys.stderr)
+    # the draws' verdict: printed even under --quiet, and the exit status stays 0
+    for warning in samples.warnings:
+        print(f"sedge: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -397,7 +404,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sedge-pyro {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("identify", help="identify p(X | Z_T = z) for a graph and a target")
+    p = sub.add_parser(
+        "identify",
+        help="identify p(X | Z_T = z) for a graph and a target",
+        description="Identify p(X | Z_T = z) and check its assumptions on the training rows. "
+        "Exit code 0: no check failed; 1: a check failed (the report says which, first); "
+        "2: bad input, or a failed check with --strict.",
+    )
     p.add_argument("graph", help="graph file (.json node-link or .gml) or a registry example")
     p.add_argument(
         "--target",
@@ -412,6 +425,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--rows", type=int, default=2000, help="examples: rows to simulate")
     p.add_argument("--seed", type=int, default=0, help="examples: simulation seed")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a failed assumption check is an error: one line naming it, exit code 2",
+    )
     p.set_defaults(func=_cmd_identify)
 
     p = sub.add_parser("fit", help="fit a SEDGE model to training rows and save it")
@@ -481,7 +499,11 @@ def _parser() -> argparse.ArgumentParser:
         help="write the draws to OUT.csv or OUT.nc (ArviZ NetCDF); default: CSV on stdout",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar, no summary line (the draws' warnings still print)",
+    )
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser(

@@ -487,8 +487,8 @@ def run_registry(
     print(
         "\nIDENTIFIABLE: every term equals the population's (Thm 1). CONSERVATIVE: exact up to "
         "terms that\nneed the rarity assumption (Thm 3). IMPOSSIBLE: a target value never seen "
-        "(Assumption 1).\nchecks: the assumption checks on the simulated rows (FAIL flags the result)."
-        "\nDetails: sedge identify EXAMPLE, e.g. `sedge identify fig2b`.",
+        "(Assumption 1).\nchecks: the assumption checks on the simulated rows (FAIL flags the "
+        "result).\nDetails: sedge identify EXAMPLE, e.g. `sedge identify fig2b`.",
         file=out,
     )
     return rows

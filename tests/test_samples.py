@@ -108,14 +108,17 @@ def test_values_and_stats_shapes_are_checked():
 
 
 def test_rhat_of_iid_plan_chains_is_near_one(model):
-    # plan draws are independent, so the chains agree: R-hat within 1% of 1
+    # plan draws are independent, so the chains agree: ArviZ's R-hat within 1% of 1
     s = model.sample(TARGET, n=1000, method="plan", chains=4, seed=0)
+    direct = arviz_compat.summary(s.to_inference_data(), round_to="none")
+    assert (direct["r_hat"] < 1.01).all(), direct["r_hat"]
+    assert (direct["ess_bulk"] > 2000).all()
+    # but they are no Markov chain: summary() blanks R-hat/ESS and says why
     summary = s.summary(round_to="none")
     assert list(summary.index) == FEATURES
-    assert (summary["r_hat"] < 1.01).all(), summary["r_hat"]
-    direct = arviz_compat.summary(s.to_inference_data(), round_to="none")
-    assert direct["r_hat"].equals(summary["r_hat"])
-    assert (summary["ess_bulk"] > 2000).all()
+    assert summary["r_hat"].isna().all() and summary["ess_bulk"].isna().all()
+    assert "importance resampling" in summary.attrs["note"]
+    assert summary["mean"].equals(direct["mean"])
 
 
 def test_rhat_flags_chains_with_different_means():
