@@ -377,6 +377,13 @@ def _check_nan(graph: SpecGraph, data: pd.DataFrame) -> None:
             raise DataError(
                 f"column {col!r} holds {int(counts[col])} NaN value(s): expected complete rows"
             )
+        values = data[col]
+        if pd.api.types.is_float_dtype(values):
+            inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
+            if inf:
+                raise DataError(
+                    f"column {col!r} holds {inf} infinite value(s): expected finite numbers"
+                )
 
 
 # ---------------------------------------------------------------------------------------------
