@@ -25,6 +25,23 @@ whose effective sample size is reported), and each group's private features are 
 given :math:`X_c` and its own specs. Draws are always training values (per block), so ``plan``
 never leaves the support of the training rows.
 
+**Selection-aware weights** (``selection="odds"``, the default where it applies). Eq. (3)
+weighs the first block's rows by :math:`\prod_{r \ge 2} p_D(z_{B_r} \mid X_c)`, which is exact
+only as the held-out combination becomes rare (Prop. 4, Thm 3). When the training rows are
+:math:`p(x, z \mid S = 1)` with :math:`S = 0` exactly on the target combination (no training
+row meets the whole target, which the rows confirm), the selection is known and the
+approximation can be replaced by an exact correction. Rows meeting the first block's events
+have :math:`p_D(X_c, F_1 \mid A_1) \propto p(X_c, F_1) P(A_1 \mid \cdot) (1 - \Pi(X_c))`,
+:math:`\Pi(X_c) = \prod_{r \ge 2} P(A_r \mid X_c)`, so weighting them by the odds
+:math:`\Pi / (1 - \Pi)` gives :math:`p(X_c, F_1 \mid A_1, \ldots, A_m)` exactly; the later
+blocks' draw terms :math:`p_D(F_r \mid X_c, A_r)` need no correction (the selection's factor
+does not depend on :math:`F_r` given :math:`X_c`). :math:`P(A_r \mid X_c)` itself is biased in
+:math:`p_D` but not on the rows where another block's event fails: the selection never
+touched them, and given :math:`X_c` the blocks are independent (Thm 1), so it is estimated
+there, by the same neighbours or groups as the rarity form. The rarity form stays for point
+targets on continuous specs (events of probability zero), for training rows that do meet the
+target (the selection was something else) and for targets spanning several components.
+
 References: Thms 1-3, Prop. 4 and Eq. (3) of the SEDGE paper; Rubin (1988) for SIR.
 """
 
@@ -44,7 +61,10 @@ from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.options import number, whole
 
-__all__ = ["sample_plan"]
+__all__ = ["SELECTIONS", "sample_plan"]
+
+#: the choices of ``sample_plan``'s ``selection`` option
+SELECTIONS = ("auto", "odds", "rarity")
 
 #: conditioning values count as discrete when there is at most one distinct value per this
 #: many training rows
@@ -63,6 +83,7 @@ def sample_plan(
     oversample: int = 8,
     k: int | None = None,
     min_ess: float = 100.0,
+    selection: str = "auto",
 ) -> Draws:
     r"""Draw ``chains x n`` feature vectors by compiling the identification's factorization.
 
@@ -79,6 +100,16 @@ def sample_plan(
         each group's features given them as before. Needs a prior with a density and
         continuous :math:`X_c`; otherwise the resampled draws are kept. ``0``: never;
         ``math.inf``: always.
+    :param selection: how a conservative component's weight terms are estimated.
+        ``"rarity"``: as Eq. (3) reads, :math:`\prod_{r \ge 2} p_D(z_{B_r} \mid X_c)`, exact
+        only as the held-out combination becomes rare (Prop. 4). ``"odds"``: the exact
+        correction for a selection that removes the target combination itself (see the
+        module): the odds :math:`\Pi / (1 - \Pi)`, :math:`\Pi = \prod_{r \ge 2} P(z_{B_r}
+        \in A_r \mid X_c)` estimated on the rows the selection cannot have touched. ``"auto"``
+        (default): ``"odds"`` when it applies (every target spec is an event of positive
+        probability, no training row meets the whole target, and the target lies in one
+        component), else ``"rarity"``; ``info["selection"]`` says which ran and
+        ``info["selection_reason"]`` why.
     :returns: :class:`Draws` with per-draw ``log_weight`` (the importance weight of the draw
         before resampling, 0 when there was none), and in ``info`` the identification
         ``status``, the ``factorization`` text, the smallest effective sample size
@@ -94,9 +125,11 @@ def sample_plan(
     oversample = whole("oversample", oversample)
     k = whole("k", k, none_ok=True)
     min_ess = number("min_ess", min_ess, positive=False, finite=False)
+    if selection not in SELECTIONS:
+        raise OptionError(f"selection={selection!r}: expected one of {', '.join(SELECTIONS)}")
     model, target = problem.model, problem.target
     res = identify(model.graph, target.target, problem.model.seen, tolerance=target.tolerance)
-    plan = _Plan(problem, res, k, generator)
+    plan = _Plan(problem, res, k, generator, selection)
     total = chains * n
     rows = torch.full((total, problem.dim), -1, dtype=torch.long, device=problem.device)
     log_w = torch.zeros(total, device=problem.device)
@@ -146,6 +179,8 @@ def sample_plan(
         "mcmc": sorted(fixed),
         "distinct": int(np.unique(raw, axis=0).shape[0]),
         "rows_used": int(torch.unique(rows[rows >= 0]).numel()),
+        "selection": plan.selection,
+        "selection_reason": plan.selection_reason,
     }
     return Draws(
         x.reshape(chains, n, problem.dim),
@@ -171,7 +206,12 @@ class _Plan:
     """The training rows, their per-event weights, and the operations of the terms."""
 
     def __init__(
-        self, problem: Problem, res: Identification, k: int | None, generator: torch.Generator
+        self,
+        problem: Problem,
+        res: Identification,
+        k: int | None,
+        generator: torch.Generator,
+        selection: str = "rarity",
     ) -> None:
         self.problem = problem
         self.model = problem.model
@@ -203,6 +243,36 @@ class _Plan:
                 mask = cov.masks[e.spec]
                 self.weights[e.spec] = torch.as_tensor(mask, dtype=torch.float32).to(self.device)
         self._groups: dict[tuple[int, ...], tuple[torch.Tensor, int] | None] = {}
+        self.selection, self.selection_reason = self._selection(selection)
+
+    def _selection(self, choice: str) -> tuple[str, str]:
+        """Which estimate of the weight terms applies (see ``sample_plan``), and why."""
+        events = self.problem.target.events
+        conservative = [c for c in self.res.components if len(c.blocks) > 1]
+        if not conservative:
+            return "none", "no conservative component: the factorization has no weight term"
+        if choice == "rarity":
+            return "rarity", "asked for"
+        why = ""
+        if any(e.density for e in events):
+            why = "a point target on a continuous spec is an event of probability zero"
+        elif bool((self._row_weight([e.spec for e in events]) > 0).any()):
+            why = (
+                "training rows meet the whole target, so the selection did not remove "
+                "exactly the target combination"
+            )
+        elif len(self.res.components) > 1 and any(
+            c.specs and c not in conservative for c in self.res.components
+        ):
+            why = "the target spans several components"
+        if why:
+            if choice == "odds":
+                raise OptionError(f"selection='odds' does not apply to this target: {why}")
+            return "rarity", why
+        return "odds", (
+            "no training row meets the whole target: the selection removed the target "
+            "combination, whose odds correct the weight terms exactly (no rarity needed)"
+        )
 
     # ------------------------------------------------------------------ structure
 
@@ -251,6 +321,8 @@ class _Plan:
         n_part = n_out * oversample if weighted else n_out
         values: dict[str, torch.Tensor] = {}
         log_w = torch.zeros(n_part, device=self.device)
+        # odds: the summed log P(A_r | X_c) of the weight terms, turned into odds at resampling
+        log_pi = torch.zeros(n_part, device=self.device)
         kept = torch.zeros(n_part, device=self.device)
         pending = False
         ess, frac = math.inf, 1.0
@@ -260,14 +332,19 @@ class _Plan:
             rhs_free = _free(term.rhs)
             rhs_events = [v.name for v in term.rhs if v.value is not None]
             if lhs_events and rhs_free:
-                log_w = log_w + self._log_event_prob(lhs_events, rhs_free, values)
+                if self.selection == "odds":
+                    log_pi = log_pi + self._log_event_prob(lhs_events, rhs_free, values, True)
+                else:
+                    log_w = log_w + self._log_event_prob(lhs_events, rhs_free, values)
                 pending = True
             # an event term with nothing free to condition on is a constant factor
             if lhs_free:
                 if pending and rhs_free:
+                    log_w = log_w + self._log_odds(log_pi)
                     values, kept, e, f = self._resample(values, log_w, kept, n_out)
                     ess, frac = min(ess, e), min(frac, f)
                     log_w = torch.zeros(n_out, device=self.device)
+                    log_pi = torch.zeros(n_out, device=self.device)
                     pending = False
                 events = rhs_events + lhs_events
                 rows, e = self._draw_rows(lhs_free, rhs_free, events, values, log_w.shape[0])
@@ -275,6 +352,8 @@ class _Plan:
                 for f_name in lhs_free:
                     values[f_name] = rows
         if pending or log_w.shape[0] != n_out:
+            if pending:
+                log_w = log_w + self._log_odds(log_pi)
             values, kept, e, f = self._resample(values, log_w, kept, n_out)
             ess, frac = min(ess, e), min(frac, f)
         return values, kept, ess, frac
@@ -382,10 +461,37 @@ class _Plan:
         ]
         return torch.cat(out)
 
+    def _log_odds(self, log_pi: torch.Tensor) -> torch.Tensor:
+        r"""The log-odds :math:`\log \Pi - \log(1 - \Pi)` of the weight terms' product
+        :math:`\Pi` (``"odds"`` selection), else 0. :math:`1 - \Pi` is kept above
+        :math:`1 / (2k)`: an estimate from ``k`` neighbours cannot tell 1 from that.
+        """
+        if self.selection != "odds":
+            return torch.zeros_like(log_pi)
+        floor = 1.0 / (2 * self.k)
+        return log_pi - (-log_pi.exp()).log1p().clamp_min(math.log(floor))
+
+    def _untouched(self, events: list[str]) -> torch.Tensor:
+        r"""The training rows the selection cannot have touched, as far as ``events`` go:
+        those where a target event *outside* ``events`` fails. Removing the target
+        combination leaves them all, whatever their ``events``, and given the conditioning
+        features their specs ``events`` are independent of the others (Thm 1), so on them
+        :math:`p_D(Z_E \mid X_c) = p(Z_E \mid X_c)`.
+        """
+        others = [e.spec for e in self.problem.target.events if e.spec not in events]
+        return self._row_weight(others) == 0
+
     def _log_event_prob(
-        self, events: list[str], cond: list[str], values: dict[str, torch.Tensor]
+        self,
+        events: list[str],
+        cond: list[str],
+        values: dict[str, torch.Tensor],
+        population: bool = False,
     ) -> torch.Tensor:
-        r""":math:`\log p_D(Z_E \in A_E \mid C = c)` for each particle."""
+        r""":math:`\log p_D(Z_E \in A_E \mid C = c)` for each particle; with ``population``,
+        the selection-free :math:`\log P(Z_E \in A_E \mid C = c)`, estimated on the rows
+        the selection left untouched (:meth:`_untouched`).
+        """
         have = set(cond)
         if all(self._is_density(e) and set(self.model.context_of(e)) <= have for e in events):
             # fitted likelihoods whose parents are all conditioned on: use them at the particle
@@ -398,15 +504,24 @@ class _Plan:
                         total += self.model.likelihood(ev.spec).log_prob(y, ctx)
             return total
         w = self._row_weight(events)
+        use = self._untouched(events) if population else torch.ones_like(w, dtype=torch.bool)
+        if population and not bool(use.any()):
+            raise SamplingError(
+                f"method 'plan': no training row fails the target outside {', '.join(events)}, "
+                "so P(" + ", ".join(events) + " | " + ", ".join(cond) + ") cannot be estimated "
+                "free of the selection; use selection='rarity'"
+            )
         groups = self._groups_of(cond)
         if groups is not None:
             row_ids, n_groups = groups
-            sums = torch.zeros(n_groups, device=self.device).index_add_(0, row_ids, w)
-            counts = torch.bincount(row_ids, minlength=n_groups).float()
-            p = (sums / counts)[self._particle_groups(cond, values)]
+            u = use.float()
+            sums = torch.zeros(n_groups, device=self.device).index_add_(0, row_ids, w * u)
+            counts = torch.zeros(n_groups, device=self.device).index_add_(0, row_ids, u)
+            # a group without untouched rows borrows nothing: its particles get weight 0
+            p = (sums / counts.clamp_min(1))[self._particle_groups(cond, values)]
         else:
-            everyone = torch.arange(self.n_rows, device=self.device)
-            nb = self._neighbours(cond, values, everyone)
+            candidates = torch.nonzero(use).squeeze(1)
+            nb = candidates[self._neighbours(cond, values, candidates)]
             p = w[nb].mean(1)
         return p.log()
 
