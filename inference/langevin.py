@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 from sedge_pyro.errors import OptionError
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
-from sedge_pyro.options import choice, fraction, number, whole
+from sedge_pyro.options import choice, flag, fraction, number, whole
 
 __all__ = ["KINDS", "LangevinInfo", "LangevinState", "init", "sample_langevin", "step"]
 
@@ -216,6 +216,7 @@ def sample_langevin(
     levels: int = 50,
     steps_per_level: int = 50,
     sigma_max: float = 1.0,
+    bounded: bool = True,
 ) -> Draws:
     r"""Draw ``chains x n`` feature vectors from :math:`p(x) \exp \ell(x)` by Langevin dynamics.
 
@@ -236,6 +237,11 @@ def sample_langevin(
     :param levels: annealed: number of noise levels.
     :param steps_per_level: annealed: Langevin moves per level.
     :param sigma_max: annealed: the largest noise level, in normalised units.
+    :param bounded: mala/ula: move in the unconstrained coordinates of the training
+        features' range widened by 5% (:meth:`~sedge_pyro.inference.target.Problem.box`), so
+        every draw stays where the fitted prior and likelihoods were fit; the target is the
+        same posterior restricted to that box. ``False``: move in the features themselves,
+        unbounded (the fitted tails decide how far draws go).
     :returns: :class:`Draws`; stats ``log_density`` (mala/ula, else ``log_likelihood``),
         ``accept_prob``, ``accepted`` and ``step_size`` per draw; info ``kind``,
         ``accept_rate`` and ``step_size`` per chain, ``warmup_seconds``, ``walkers``.
@@ -249,6 +255,7 @@ def sample_langevin(
     _check_options(
         kind, step_size, warmup, walkers, thin, target_accept, levels, steps_per_level, sigma_max
     )
+    flag("bounded", bounded)
     if kind == "annealed":
         return _annealed(
             problem, n, chains, generator, progress, step_size, levels, steps_per_level, sigma_max
@@ -257,10 +264,11 @@ def sample_langevin(
     target = _TARGET_ACCEPT[kind] if target_accept is None else float(target_accept)
     dev, d, W = problem.device, problem.dim, int(walkers)
     B = chains * W
-    fn = problem.grad_log_density
+    fn = problem.grad_log_density_box if bounded else problem.grad_log_density
     train = problem.train_x
     rows = torch.randint(train.shape[0], (B,), generator=generator, device=generator.device)
-    state = init(train[rows.to(dev)].clone(), fn)
+    start_x = train[rows.to(dev)].clone()
+    state = init(problem.to_box(start_x) if bounded else start_x, fn)
     check_finite(state.x, "langevin", 0)
     adapt = step_size is None
     h = torch.full((chains, 1, 1), _INITIAL_STEP if adapt else float(step_size), device=dev)
@@ -323,8 +331,14 @@ def sample_langevin(
 
     x = arrange(xs)
     acc = arrange(accept)
+    if bounded:
+        x = problem.from_box(x)
+        with torch.no_grad():
+            log_density = problem.log_density(x)
+    else:
+        log_density = arrange(lps)
     stats = {
-        "log_density": arrange(lps),
+        "log_density": log_density,
         "accept_prob": acc,
         "accepted": arrange(accepted),
         "step_size": h.reshape(chains, 1).expand(chains, n),
@@ -337,6 +351,7 @@ def sample_langevin(
         "warmup_seconds": warmup_seconds,
         "walkers": W,
         "steps": steps * thin,
+        "bounded": bool(bounded),
     }
     return Draws(x, stats, info)
 

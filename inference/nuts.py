@@ -32,7 +32,7 @@ from pyro.infer.mcmc import MCMC, NUTS
 
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
-from sedge_pyro.options import fraction, number, whole
+from sedge_pyro.options import flag, fraction, number, whole
 
 __all__ = ["sample_nuts"]
 
@@ -50,6 +50,7 @@ def sample_nuts(
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
     step_size: float | None = None,
+    bounded: bool = True,
 ) -> Draws:
     r"""Draw ``n`` feature vectors per chain with Pyro's NUTS on :math:`-\log \pi(x)`.
 
@@ -61,6 +62,8 @@ def sample_nuts(
         steps per draw).
     :param step_size: the initial step size (``None``: Pyro's default 1, then its heuristic);
         adapted during warmup either way when ``warmup > 0``.
+    :param bounded: run in the unconstrained coordinates of the training features' range
+        widened by 5% (see ``langevin``'s option of the same name); ``False``: unbounded.
     :returns: :class:`Draws`; stats per draw ``log_density``, ``accept_prob``, ``diverging``
         and ``step_size``; info per chain ``divergences``, ``accept_rate``, ``step_size``,
         ``warmup_seconds`` and ``seeds``.
@@ -70,6 +73,7 @@ def sample_nuts(
     >>> s = model.sample({"z1": 1.0}, n=500, method="nuts", chains=2)  # doctest: +SKIP
     """
     _check_options(warmup, target_accept, max_tree_depth, step_size)
+    flag("bounded", bounded)
     problem.log_prior(problem.train_x[:1])  # OptionError for a prior without a density
     dev, d = problem.device, problem.dim
     train = problem.train_x
@@ -77,7 +81,13 @@ def sample_nuts(
     seeds = torch.randint(2**31 - 1, (chains,), generator=generator, device=generator.device)
 
     def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        if bounded:
+            return -problem.log_density_box(params[_SITE])
         return -problem.log_density(params[_SITE])
+
+    def start(row: int) -> torch.Tensor:
+        x = train[row].detach().clone().to(dev)
+        return problem.to_box(x) if bounded else x
 
     xs, accept, diverging, divergences, rates, sizes, warm = [], [], [], [], [], [], []
     for c in range(chains):
@@ -99,13 +109,15 @@ def sample_nuts(
                 kernel,
                 num_samples=n,
                 warmup_steps=warmup,
-                initial_params={_SITE: train[int(rows[c])].detach().clone().to(dev)},
+                initial_params={_SITE: start(int(rows[c]))},
                 num_chains=1,
                 disable_progbar=not progress,
                 hook_fn=record,
             )
             mcmc.run()
         x = mcmc.get_samples()[_SITE].reshape(n, d)
+        if bounded:
+            x = problem.from_box(x)
         check_finite(x, "nuts", f"chain {c}")
         xs.append(x)
         accept.append(record.accept_prob)
@@ -129,6 +141,7 @@ def sample_nuts(
         "step_size": sizes,
         "warmup_seconds": warm,
         "seeds": [int(s) for s in seeds],
+        "bounded": bool(bounded),
     }
     return Draws(x, stats, info)
 

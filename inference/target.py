@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from sedge_pyro.assumptions import Coverage, _tolerance, is_continuous
 from sedge_pyro.errors import OptionError, SedgeError, TargetError
@@ -40,7 +41,19 @@ if TYPE_CHECKING:
     from sedge_pyro.models.base import Prior
     from sedge_pyro.models.sedge import SEDGEModel
 
-__all__ = ["LOSSES", "PER_DRAW_METHODS", "Problem", "SpecEvent", "Target", "is_per_draw"]
+__all__ = [
+    "BOX_MARGIN",
+    "LOSSES",
+    "PER_DRAW_METHODS",
+    "Problem",
+    "SpecEvent",
+    "Target",
+    "is_per_draw",
+]
+
+#: the box the model-based samplers stay in is the training features' range widened by this
+#: fraction of its width on each side (the verdict's ``MARGIN``: draws in it are never flagged)
+BOX_MARGIN = 0.05
 
 #: the guidance losses of ``opt`` and ``dps``: the paper's squared error of the predicted
 #: mean (Algorithms 1-2) or the negative log-likelihood of the target
@@ -576,6 +589,7 @@ class Problem:
     device: torch.device
     dtype: torch.dtype = torch.float32
     _train: torch.Tensor | None = field(default=None, repr=False)
+    _box: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def dim(self) -> int:
@@ -625,4 +639,56 @@ class Problem:
             x = x.detach().requires_grad_(True)
             lp = self.log_density(x)
             (g,) = torch.autograd.grad(lp.sum(), x)
+        return lp.detach(), g.detach()
+
+    # ------------------------------------------------------------------ the seen box
+
+    @property
+    def box(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""``(low, high)``, shape ``(d,)``: the training features' range per feature,
+        widened by :data:`BOX_MARGIN` of its width on each side (normalised units).
+
+        The samplers of :math:`p(x \mid Z_T = z)` (``langevin``, ``nuts``, ``svi``) run by
+        default in the unconstrained coordinates :math:`u` of this box (:meth:`to_box`):
+        the fitted prior and likelihoods are estimates from the training rows, and outside
+        their range nothing checks them (a flow's tails, a likelihood's extrapolation).
+        """
+        if self._box is None:
+            x = self.train_x
+            lo, hi = x.min(0).values, x.max(0).values
+            width = (hi - lo).clamp_min(1e-6)
+            self._box = (lo - BOX_MARGIN * width, hi + BOX_MARGIN * width)
+        return self._box
+
+    def from_box(self, u: torch.Tensor) -> torch.Tensor:
+        r"""Features :math:`x = l + (h - l)\,\sigma(u)` of unconstrained ``u``."""
+        lo, hi = self.box
+        return lo + (hi - lo) * torch.sigmoid(u)
+
+    def to_box(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Unconstrained :math:`u = \operatorname{logit}((x - l) / (h - l))` of features inside
+        the box (values on or outside its edge are pulled just inside).
+        """
+        lo, hi = self.box
+        t = ((x - lo) / (hi - lo)).clamp(1e-6, 1 - 1e-6)
+        return torch.logit(t)
+
+    def log_density_box(self, u: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(x(u)) + \ell(x(u)) + \log |\partial x / \partial u|`: the target in
+        the box's unconstrained coordinates, whose draws mapped by :meth:`from_box` are draws
+        of :math:`p(x \mid Z_T = z)` restricted to the box.
+        """
+        return self.log_density(self.from_box(u)) + self.box_log_jacobian(u)
+
+    def box_log_jacobian(self, u: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log |\partial x / \partial u|` of :meth:`from_box`, shape ``u.shape[:-1]``."""
+        lo, hi = self.box
+        return (torch.log(hi - lo) + F.logsigmoid(u) + F.logsigmoid(-u)).sum(-1)
+
+    def grad_log_density_box(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log_density_box(u), its gradient in u)``, both detached."""
+        with torch.enable_grad():
+            u = u.detach().requires_grad_(True)
+            lp = self.log_density_box(u)
+            (g,) = torch.autograd.grad(lp.sum(), u)
         return lp.detach(), g.detach()

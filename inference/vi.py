@@ -51,7 +51,7 @@ from sedge_pyro import arviz_compat
 from sedge_pyro.errors import OptionError
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
-from sedge_pyro.options import choice, number, whole
+from sedge_pyro.options import choice, flag, number, whole
 
 __all__ = ["GUIDES", "conditioned_model", "importance_diagnostics", "sample_svi"]
 
@@ -61,9 +61,11 @@ GUIDES = ("iaf", "mvn")
 _LR_DECAY = 0.1
 
 
-def conditioned_model(problem: Problem) -> Any:
+def conditioned_model(problem: Problem, bounded: bool = False) -> Any:
     r"""The Pyro program of :math:`p(x \mid Z_T = z)` up to a constant, over the site ``X``.
 
+    With ``bounded``, the site holds the unconstrained coordinates of the box
+    (:meth:`~sedge_pyro.inference.target.Problem.log_density_box`) instead of the features.
     Vectorises over leading batch dimensions (Trace_ELBO's particle plate).
     """
     d = problem.dim
@@ -77,7 +79,7 @@ def conditioned_model(problem: Problem) -> Any:
         x = pyro.sample("X", dist.Normal(zeros, ones).to_event(1).mask(False))
         # the fitted components are plain modules; hide any param they might register
         with poutine.block(hide_types=["param"]):
-            lp = problem.log_density(x)
+            lp = problem.log_density_box(x) if bounded else problem.log_density(x)
         pyro.factor("target", lp)
 
     return model
@@ -134,6 +136,7 @@ def sample_svi(
     guide: str = "iaf",
     num_transforms: int = 2,
     hidden: int | None = None,
+    bounded: bool = True,
 ) -> Draws:
     r"""Draws from a guide :math:`q(x)` fit by SVI to :math:`p(x \mid Z_T = z)`.
 
@@ -149,6 +152,9 @@ def sample_svi(
         flow) or ``"mvn"`` (:class:`~pyro.infer.autoguide.AutoMultivariateNormal`).
     :param num_transforms: IAF layers (``guide="iaf"``).
     :param hidden: hidden width of each IAF layer's network (``None``: Pyro's default).
+    :param bounded: fit the guide in the unconstrained coordinates of the training features'
+        range widened by 5% (see ``langevin``'s option of the same name), so its draws stay
+        in that box; ``False``: a guide on the features themselves, unbounded.
     :returns: :class:`~sedge_pyro.inference.Draws` with stats ``log_q``, ``log_density``
         (:math:`\log p(x) + \ell(x)`), ``log_weight`` (their difference) and
         ``log_likelihood``; info ``elbo`` (mean of the last 10% of steps), ``ess``,
@@ -173,14 +179,16 @@ def sample_svi(
         hidden = whole("hidden", hidden)
     lr = number("lr", lr)
     choice("guide", guide, GUIDES)
+    flag("bounded", bounded)
     d = problem.dim
     probe = problem.train_x[:1]
     with torch.no_grad():
         problem.log_density(probe)  # OptionError now for a prior without a density
     total = chains * n
     seed = int(torch.randint(2**62, (), generator=generator, device=generator.device).item())
-    init = init_to_value(values={"X": problem.train_x.mean(0)})
-    model = conditioned_model(problem)
+    centre = problem.train_x.mean(0)
+    init = init_to_value(values={"X": problem.to_box(centre) if bounded else centre})
+    model = conditioned_model(problem, bounded)
     devices = [problem.device] if problem.device.type == "cuda" else []
     losses: list[float] = []
     with (
@@ -211,6 +219,10 @@ def sample_svi(
             posterior = q.get_posterior()
             x = posterior.sample((total,))
             log_q = posterior.log_prob(x)
+            if bounded:
+                # the guide's density of the features: change of variables u -> x
+                log_q = log_q - problem.box_log_jacobian(x)
+                x = problem.from_box(x)
     check_finite(x, "svi", "draw")
     with torch.no_grad():
         log_p = problem.log_density(x)
@@ -228,6 +240,7 @@ def sample_svi(
     info: dict[str, Any] = {
         "steps": steps,
         "guide": guide,
+        "bounded": bool(bounded),
         "elbo": -float(np.mean(tail)),
         **importance_diagnostics(log_w),
     }

@@ -63,7 +63,9 @@ def test_mala_interval_target_matches_rejection_sampling(exact):
 def test_mala_with_a_fixed_step_is_still_exact(exact):
     # no adaptation, no preconditioner: only the Metropolis correction keeps it right
     model, data = exact
-    s = model.sample(TARGET, n=2000, method="langevin", chains=4, seed=0, step_size=0.3)
+    s = model.sample(
+        TARGET, n=2000, method="langevin", chains=4, seed=0, step_size=0.3, bounded=False
+    )
     assert np.allclose(s.info["step_size"], 0.3)
     mean, _ = data.posterior(TARGET)
     assert np.all(np.abs(s.to_numpy().mean(0) - mean) < 4 * ess_se(s))
@@ -94,7 +96,10 @@ def test_ula_bias_is_small_at_its_default_step_and_grows_with_the_step(exact):
 def test_ula_with_a_huge_step_raises_naming_the_step(exact):
     model, _ = exact
     with pytest.raises(sp.SamplingError, match=r"'langevin' diverged at step \d+"):
-        model.sample(TARGET, n=10, method="langevin", kind="ula", step_size=1e3, warmup=50)
+        # unbounded: in the box's coordinates the sigmoid keeps every draw finite
+        model.sample(
+            TARGET, n=10, method="langevin", kind="ula", step_size=1e3, warmup=50, bounded=False
+        )
 
 
 # --------------------------------------------------------------------------- annealed

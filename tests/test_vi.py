@@ -44,7 +44,9 @@ def test_svi_fast_known_answer_and_leaves_the_model_and_param_store_alone(exact)
 @pytest.mark.parametrize("guide", ["iaf", "mvn"])
 def test_svi_matches_the_closed_form_posterior(exact, guide):
     model, data = exact
-    s = model.sample(TARGET, n=2000, method="svi", seed=0, guide=guide)
+    # unbounded: a Gaussian guide is exact for this Gaussian posterior only in the features'
+    # own coordinates, not in the box's logit coordinates (there its khat is about 1.2)
+    s = model.sample(TARGET, n=2000, method="svi", seed=0, guide=guide, bounded=guide == "iaf")
     v = s.to_numpy()
     mean, cov = data.posterior(TARGET)
     se = np.sqrt(np.diag(cov) / len(v))
