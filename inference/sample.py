@@ -41,7 +41,7 @@ import torch
 from sedge_pyro.errors import OptionError, SamplingError, SedgeError
 from sedge_pyro.inference.samples import Samples
 from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
-from sedge_pyro.inference.verdict import verdict
+from sedge_pyro.inference.verdict import AGREEMENT_ROWS, verdict
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import seed as check_seed
 
@@ -210,7 +210,17 @@ def _verdict(
 ) -> dict[str, Any]:
     """The draws' verdict (:mod:`~sedge_pyro.inference.verdict`) as ``info`` entries:
     ``diagnostics``, ``warnings`` and ``rhat_ess`` (``"mcmc"``, ``"partial"`` or ``"n/a"``).
+
+    The cross-check's reference is ``plan`` through :func:`sample` itself (its public
+    behaviour, with its own verdict, which draws no reference for ``plan``): as many draws as
+    these, at most :data:`~sedge_pyro.inference.verdict.AGREEMENT_ROWS`, one chain, seed 0,
+    the same target and tolerance.
     """
+
+    def reference() -> Samples:
+        n = min(int(raw.shape[0] * raw.shape[1]), AGREEMENT_ROWS)
+        return sample(model, target, n=n, method="plan", seed=0, tolerance=tolerance)
+
     try:
         diagnostics, warnings = verdict(
             model,
@@ -221,6 +231,7 @@ def _verdict(
             settings=settings,
             info=info,
             tolerance=tolerance,
+            reference=reference,
         )
     except Exception as err:  # a diagnostic's failure must not break sampling, nor go unsaid
         message = f"{type(err).__name__}: {err}"

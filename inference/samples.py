@@ -32,7 +32,7 @@ import pandas as pd
 from sedge_pyro import arviz_compat
 from sedge_pyro.atomic import atomic_path
 from sedge_pyro.errors import SedgeError
-from sedge_pyro.inference.verdict import Verdict
+from sedge_pyro.inference.verdict import Verdict, agreement, is_markov
 
 __all__ = ["Comparison", "Samples"]
 
@@ -220,9 +220,13 @@ class Samples:
 
         The MMD (:func:`~sedge_pyro.mmd`, standardised features, median bandwidth, biased
         estimate) between half of each set's draws, against a floor: the larger MMD between
-        the two halves of either set. Both are computed on equal numbers of rows, so their
-        finite-sample bias is the same; the sets disagree when the MMD exceeds ``ratio``
-        times the floor.
+        the two halves of either set (:func:`~sedge_pyro.inference.verdict.agreement`).
+        Both are computed on equal numbers of rows, so their finite-sample bias is the same;
+        the sets disagree when the MMD exceeds ``ratio`` times the floor. Markov chains
+        (``langevin`` MALA/ULA, ``nuts``) are halved in draw order within each chain,
+        independent draws at random. With the defaults, ``s.compare(plan_draws)`` gives the
+        figures of the verdict's cross-check (``info["diagnostics"]["agreement"]``) when
+        ``plan_draws`` are that check's reference.
 
         :param other: draws of the same features.
         :param max_rows: at most this many rows of each set are used (the MMD is quadratic).
@@ -231,25 +235,18 @@ class Samples:
         :returns: a :class:`Comparison` (``mmd``, ``floor``, ``warning`` or ``None``).
         :raises SedgeError: when the features differ or a set has fewer than 4 draws.
         """
-        from sedge_pyro.diagnostics import mmd
-
         if list(other.features) != list(self.features):
             raise SedgeError(
                 f"other has features {list(other.features)}: expected {list(self.features)}"
             )
-        a, b = self.to_numpy(), other.to_numpy()
-        if min(len(a), len(b)) < 4:
+        if min(len(self), len(other)) < 4:
             raise SedgeError(
-                f"the draws have {len(a)} and {len(b)} rows: comparing needs 4 or more each"
+                f"the draws have {len(self)} and {len(other)} rows: comparing needs 4 or more each"
             )
-        rng = np.random.default_rng(seed)
-        half = min(len(a), len(b), max_rows) // 2
-        ia, ib = rng.permutation(len(a)), rng.permutation(len(b))
-        a1, a2 = a[ia[:half]], a[ia[half : 2 * half]]
-        b1, b2 = b[ib[:half]], b[ib[half : 2 * half]]
-        opts: dict[str, Any] = {"standardize": True, "unbiased": False}
-        value = float(mmd(a1, b1, **opts))
-        floor = max(float(mmd(a1, a2, **opts)), float(mmd(b1, b2, **opts)))
+        ordered = (is_markov(self.method, self.settings), is_markov(other.method, other.settings))
+        value, floor = agreement(
+            self.values, other.values, max_rows=max_rows, seed=seed, ordered=ordered
+        )
         warning = None
         if value > ratio * floor:
             warning = (

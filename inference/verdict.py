@@ -1,21 +1,33 @@
 r"""The verdict every :class:`~sedge_pyro.inference.Samples` carries on its own draws.
 
-Four checks, each cheap (milliseconds for thousands of draws) and each a pure function of the
-draws, the training rows and the method, so tests can feed them known answers:
+Five checks, each cheap (milliseconds for thousands of draws; the cross-check adds a ``plan``
+run, about 0.2 s) and each a pure function of the draws, the training rows, the method and
+(for the cross-check) a reference, so tests can feed them known answers:
 
 * **support** (:func:`outside_seen`): per feature, the share of draws outside the range the
   training rows span, widened by a margin. Draws far outside every training row are the
   model's extrapolation, not data it has seen.
 * **satisfaction** (:func:`satisfaction`): the mean fitted probability that a draw meets the
   target, :math:`\frac1n \sum_i \prod_k \hat P(z_k \in A_k \mid V_k(x_i))`, against what
-  exact draws of :math:`p(x \mid \text{target})` would score (models A/B only).
+  ``plan``'s reference draws score under the same model (models A/B only; without them, an
+  estimate of what exact draws of :math:`p(x \mid \text{target})` would score from the
+  training rows).
 * **distinct draws** (:func:`distinct_rows`): how many different feature vectors the draws
   hold, and for ``plan`` the ESS of its resampling, counted over distinct training rows.
   ``plan`` copies training rows; a thousand draws resting on two rows are two draws.
-* **R-hat/ESS** (:func:`rhat_ess`): whether R-hat and ESS mean anything for the method. They
-  describe Markov chains (``langevin``'s MALA/ULA, ``nuts``, with two chains or more); for
-  independent optimisations (``opt``), importance resampling (``plan``) or amortised draws
-  (``svi``, ``direct``, ``dps``) ArviZ still prints numbers, which say nothing.
+* **R-hat/ESS** (:func:`rhat_ess`, :func:`chain_figures`): whether R-hat and ESS mean
+  anything for the method, and where they do their figures. They describe Markov chains
+  (``langevin``'s MALA/ULA, ``nuts``, with two chains or more); for independent optimisations
+  (``opt``), importance resampling (``plan``) or amortised draws (``svi``, ``direct``,
+  ``dps``) ArviZ still prints numbers, which say nothing. Where they mean something, the
+  rank-normalised split R-hat over :data:`RHAT_MAX` (the chains disagree: they did not mix)
+  or a bulk ESS under :func:`ess_bar` warns.
+* **agreement** (:func:`agreement`): for the model-based methods (:data:`CROSS_CHECKED`) on
+  models A/B, the draws against a reference drawn by ``plan`` (the factorization, which
+  copies training rows and does not use the sampler at all) on the same model and target:
+  the standardised MMD over the split-half floor (as :meth:`Samples.compare`). Over
+  :data:`AGREEMENT_RATIO` warns: the sampler, or the fitted densities it follows, and the
+  training rows tell two different stories.
 
 :func:`verdict` runs them all and returns ``(diagnostics, warnings)``: a JSON-ready dict and
 one-line warnings (empty when all is well). A check that fails records its error under
@@ -25,22 +37,36 @@ never breaks sampling, nor passes for a clean bill of health.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings as _warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sedge_pyro.errors import SedgeError
+
 __all__ = [
+    "AGREEMENT_RATIO",
+    "AGREEMENT_ROWS",
+    "CROSS_CHECKED",
     "DISTINCT_FRACTION",
     "DISTINCT_MIN",
+    "ESS_FRACTION",
+    "ESS_MIN",
     "MARGIN",
     "OUTSIDE_SHARE",
+    "RHAT_MAX",
     "SATISFACTION_LOW",
     "Verdict",
+    "agreement",
+    "chain_figures",
+    "cross_check_skipped",
     "distinct_rows",
+    "ess_bar",
     "few_distinct",
+    "is_markov",
     "outside_seen",
     "rhat_ess",
     "satisfaction",
@@ -59,6 +85,31 @@ SATISFACTION_LOW = 0.5
 DISTINCT_FRACTION = 0.1
 #: ... and so is fewer than this many distinct draws, when under half the draws
 DISTINCT_MIN = 50
+#: Markov chains whose largest rank-normalised split R-hat exceeds this did not mix. Vehtari
+#: et al. (2021) ask for 1.01 before trusting estimates; 1.05 flags chains that clearly
+#: disagree without flagging every short run (four chains with means 0, 0, 1, 1 and unit
+#: noise: 1.14)
+RHAT_MAX = 1.05
+#: a bulk ESS under this many draws is flagged (the Monte Carlo error of a mean is then
+#: over a tenth of the posterior sd) ...
+ESS_MIN = 100
+#: ... or, for runs of fewer than ESS_MIN / ESS_FRACTION draws, under this fraction of the
+#: draws: a short run is not a fault in itself, chains that barely move are
+ESS_FRACTION = 0.1
+#: the model-based methods whose draws are cross-checked against ``plan``'s
+CROSS_CHECKED = ("langevin", "svi", "nuts", "opt", "dps")
+#: draws whose MMD to ``plan``'s reference exceeds this many times the split-half floor are
+#: flagged. Correct samplers score about 1 on the linear-Gaussian model with exact densities
+#: (MALA 0.4 with one chain, 1.4 with two; SVI 0.5; NUTS 0.8), MALA stuck at its start 53,
+#: ``opt`` (a mode-seeker: narrower than p(x | target) by design) 3.6. The margin over
+#: :meth:`Samples.compare`'s 2 allows for the reference itself: ``plan`` copies training rows
+#: (weighting point targets on continuous specs by the fitted likelihood), the others follow
+#: the fitted prior, so a modest model error shows as a modest excess, not a failure.
+AGREEMENT_RATIO = 3.0
+#: the reference draws of ``plan``: as many as the draws, at most this many (the MMD
+#: compares at most 500 draws of each set, see :func:`agreement`; the rest serve the
+#: satisfaction's reference)
+AGREEMENT_ROWS = 1000
 
 _NOT_MCMC = {
     "plan": "importance resampling of training rows: the draws are no Markov chain",
@@ -119,7 +170,12 @@ class Verdict:
             text = "n/a (no per-spec likelihood, or per-draw target)" if p is None else f"{p:.3f}"
             rel = d.get("satisfaction_relative")
             if p is not None and rel is not None:
-                text += f", {rel:.0%} of what exact draws would score"
+                whose = (
+                    "plan's draws score"
+                    if d.get("satisfaction_source") == "plan"
+                    else "exact draws would score"
+                )
+                text += f", {rel:.0%} of what {whose}"
             by_spec = d.get("satisfaction_by_spec") or {}
             if by_spec:
                 text += " (per spec: " + ", ".join(f"{k} {v:.2f}" for k, v in by_spec.items())
@@ -129,7 +185,21 @@ class Verdict:
             lines.append(f"  distinct draws: {d['distinct']} of {n}")
         if "rhat_ess" in d:
             r = d["rhat_ess"]
-            lines.append(f"  R-hat/ESS:    {r.get('kind')} ({r.get('reason')})")
+            text = f"{r.get('kind')} ({r.get('reason')})"
+            if r.get("max_r_hat") is not None:
+                text += f"; max R-hat {r['max_r_hat']:.3f}"
+            if r.get("min_ess_bulk") is not None:
+                text += f", min bulk ESS {r['min_ess_bulk']:.0f}"
+            lines.append(f"  R-hat/ESS:    {text}")
+        if "agreement" in d:
+            a = d["agreement"]
+            text = (
+                f"MMD {a['ratio']:.2f}x the split-half floor against {a['reference_draws']} "
+                "plan draws"
+                if a.get("reference")
+                else f"not checked ({a.get('reason')})"
+            )
+            lines.append(f"  agreement:    {text}")
         for name, err in (d.get("errors") or {}).items():
             lines.append(f"  {name}: check failed ({err})")
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -181,19 +251,26 @@ def satisfaction(
     *,
     tolerance: float | Mapping[str, float] | None = None,
     max_rows: int = 2000,
+    reference: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     r"""How well the draws meet the target under the fitted model (``spec_probability``).
 
     With :math:`A(x) = \prod_k \hat P(z_k \in A_k \mid V_k(x))`, ``all`` is its mean over
-    the draws and ``reference`` what exact draws of :math:`p(x \mid Z_T \in A)` would score:
-    :math:`E_{p(x \mid A)}[A(x)] = E_p[A^2] / E_p[A]`, estimated on (at most ``max_rows``)
-    training rows as draws of :math:`p(x)`. ``relative = all / reference``: about 1 for good
-    draws whatever the target (a point target on a continuous spec scores a small
-    probability of its tolerance window even for perfect draws), well below 1 for draws
-    that miss it. ``by_spec``: each spec's mean probability over the draws.
+    the draws and ``reference`` what draws of :math:`p(x \mid Z_T \in A)` score. With
+    ``reference`` draws (``plan``'s, which follow the identification's factorization on the
+    training rows), their mean :math:`A`, under the same fitted model: the draws are held to
+    what the factorization's own draws achieve (``source`` ``"plan"``). Without, what exact
+    draws would score, :math:`E_{p(x \mid A)}[A(x)] = E_p[A^2] / E_p[A]`, estimated on (at
+    most ``max_rows``) training rows as draws of :math:`p(x)` (``source`` ``"training
+    rows"``); that estimate rests on the training rows near the target, and where few are
+    it can read far off (well over 100% for good draws). ``relative = all /
+    reference``: about 1 for good draws whatever the target (a point target on a continuous
+    spec scores a small probability of its tolerance window even for perfect draws), well
+    below 1 for draws that miss it. ``by_spec``: each spec's mean probability over the draws.
 
-    :returns: ``{"all", "reference", "relative", "by_spec"}`` (``reference`` and
-        ``relative`` ``None`` when no training row gives the target any probability), or
+    :param reference: reference draws ``(..., features)`` in raw units, or ``None``.
+    :returns: ``{"all", "reference", "relative", "source", "by_spec"}`` (``reference`` and
+        ``relative`` ``None`` when the reference gives the target no probability), or
         ``None`` for models without per-spec likelihoods (structures other than
         ``sparse``/``dense``) and for per-draw targets.
     """
@@ -204,17 +281,33 @@ def satisfaction(
     df = pd.DataFrame(np.asarray(values).reshape(-1, len(features)), columns=list(features))
     probs = model.spec_probability(df, target, tolerance=tolerance)
     mean = float(probs["all"].mean())
-    reference = relative = None
-    if model.seen is not None:
+    ref = relative = source = None
+    if reference is not None:
+        source = "plan"
+        rdf = pd.DataFrame(
+            np.asarray(reference, dtype=float).reshape(-1, len(features)), columns=list(features)
+        )
+        a = model.spec_probability(rdf, target, tolerance=tolerance)["all"].to_numpy()
+        if a.mean() > 0:
+            ref = float(a.mean())
+    elif model.seen is not None:
+        source = "training rows"
         seen = model.seen[list(features)]
         if len(seen) > max_rows:
             seen = seen.sample(max_rows, random_state=0)
         a = model.spec_probability(seen, target, tolerance=tolerance)["all"].to_numpy()
         if a.sum() > 0:
-            reference = float((a * a).sum() / a.sum())
-            relative = mean / reference
+            ref = float((a * a).sum() / a.sum())
+    if ref is not None:
+        relative = mean / ref
     by_spec = {k: float(probs[k].mean()) for k in probs.columns if k != "all"}
-    return {"all": mean, "reference": reference, "relative": relative, "by_spec": by_spec}
+    return {
+        "all": mean,
+        "reference": ref,
+        "relative": relative,
+        "source": source,
+        "by_spec": by_spec,
+    }
 
 
 def distinct_rows(values: np.ndarray) -> int:
@@ -261,7 +354,11 @@ def rhat_ess(
                 "features": [],
             }
         if chains < 2:
-            return {"kind": "n/a", "reason": "one chain: R-hat needs two or more", "features": []}
+            return {
+                "kind": "n/a",
+                "reason": "one chain: R-hat needs two or more (sample with chains=4)",
+                "features": [],
+            }
         return {"kind": "mcmc", "reason": f"{chains} Markov chains", "features": None}
     mcmc = list(info.get("mcmc") or []) if method == "plan" else []
     if mcmc and chains >= 2:
@@ -274,6 +371,145 @@ def rhat_ess(
     return {"kind": "n/a", "reason": reason, "features": []}
 
 
+def is_markov(method: str, settings: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``method``'s draws are Markov chains, neighbours in draw order being
+    neighbours in time (``langevin``'s MALA/ULA and ``nuts``).
+
+    >>> is_markov("nuts"), is_markov("langevin", {"kind": "annealed"}), is_markov("plan")
+    (True, False, False)
+    """
+    if method == "langevin":
+        return (settings or {}).get("kind", "mala") != "annealed"
+    return method == "nuts"
+
+
+def ess_bar(draws: int) -> float:
+    """The bulk ESS under which draws are flagged: :data:`ESS_MIN`, or :data:`ESS_FRACTION`
+    of the ``draws`` (all chains) when that is smaller.
+
+    >>> ess_bar(4000), ess_bar(200)
+    (100, 20.0)
+    """
+    return min(ESS_MIN, ESS_FRACTION * draws)
+
+
+def chain_figures(
+    values: np.ndarray, features: Sequence[str], which: Sequence[str] | None = None
+) -> dict[str, dict[str, float | None]]:
+    """Per feature, the rank-normalised split R-hat and the bulk ESS of Markov chains.
+
+    ArviZ's own estimators (Vehtari et al. 2021) through
+    :func:`sedge_pyro.arviz_compat.summary` (ArviZ 0.x or 1.x). A feature constant over
+    every draw has no R-hat (``None``); chains each constant at different values get
+    ``inf`` (ArviZ gives NaN or infinity: they have not moved at all).
+
+    :param values: draws ``(chains, draws, features)``, two chains or more.
+    :param which: the features to compute (default all).
+    :returns: feature -> ``{"r_hat": float | None, "ess_bulk": float | None}``.
+
+    References: Vehtari, Gelman, Simpson, Carpenter, Buerkner, Rank-normalization, folding,
+    and localization: an improved R-hat for assessing convergence of MCMC, Bayesian
+    Analysis 2021.
+    """
+    from sedge_pyro import arviz_compat
+
+    x = np.asarray(values, dtype=float)
+    names = list(features) if which is None else [f for f in features if f in set(which)]
+    index = {f: j for j, f in enumerate(features)}
+    out: dict[str, dict[str, float | None]] = {}
+    moving: dict[str, np.ndarray] = {}
+    for f in names:
+        col = x[:, :, index[f]]
+        if np.ptp(col) == 0:
+            out[f] = {"r_hat": None, "ess_bulk": None}
+        else:
+            moving[f"v{len(moving)}"] = col  # plain names: features may hold "/" or "%"
+    if moving:
+        data = arviz_compat.from_groups({"posterior": moving})
+        with _warnings.catch_warnings():  # constant chains make ArviZ divide by zero
+            _warnings.simplefilter("ignore")
+            table = arviz_compat.summary(data, kind="diagnostics", round_to="none")
+        for name, f in zip(moving, [f for f in names if f not in out], strict=True):
+            rhat = float(table.loc[name, "r_hat"])
+            ess = float(table.loc[name, "ess_bulk"])
+            out[f] = {
+                "r_hat": rhat if np.isfinite(rhat) else float("inf"),
+                "ess_bulk": ess if np.isfinite(ess) else 0.0,
+            }
+    return {f: out[f] for f in names}
+
+
+def _halves(
+    x: np.ndarray, half: int, rng: np.random.Generator, ordered: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    if ordered:
+        # each chain's first and second half, thinned evenly: two stretches of a Markov chain
+        # are as far apart as its effective size makes them, while random halves interleave
+        # neighbours and sit closer than two independent samples would. Halving within each
+        # chain keeps chains that disagree (R-hat's business) from raising the floor.
+        x = x if x.ndim == 3 else x[None]
+        m = x.shape[1] // 2
+        first = x[:, :m].reshape(-1, x.shape[-1])
+        second = x[:, m : 2 * m].reshape(-1, x.shape[-1])
+        pick = np.linspace(0, len(first), half, endpoint=False).astype(int)
+        return first[pick], second[pick]
+    x = x.reshape(-1, x.shape[-1])
+    i = rng.permutation(len(x))
+    return x[i[:half]], x[i[half : 2 * half]]
+
+
+def agreement(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    max_rows: int = 1000,
+    seed: int = 0,
+    ordered: tuple[bool, bool] = (False, False),
+) -> tuple[float, float]:
+    r"""The standardised MMD between two sets of draws and its split-half floor.
+
+    The MMD (:func:`~sedge_pyro.mmd`, biased estimate) between half of each set, against the
+    larger MMD between the two halves of either set: all on equal numbers of rows, so their
+    finite-sample bias is the same, and all on one scale (features standardised by the four
+    halves together) with one kernel (the median bandwidth of the two halves compared).
+    Independent draws are halved at random; Markov chains (``ordered``) in draw order, each
+    chain in two, so that their floor reflects their effective size, not their count.
+
+    :param a: draws ``(rows, features)``, or ``(chains, draws, features)``.
+    :param b: draws of the same features.
+    :param max_rows: at most this many rows of each set (the MMD is quadratic).
+    :param seed: seeds the random halves.
+    :param ordered: whether ``a``, ``b`` are Markov chains (see :func:`is_markov`).
+    :returns: ``(mmd, floor)``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> mmd, floor = agreement(rng.normal(size=(400, 2)), rng.normal(size=(400, 2)) + 1)
+    >>> mmd > 3 * floor
+    True
+    """
+    from sedge_pyro.diagnostics import mmd
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    rows = [int(np.prod(x.shape[:-1])) for x in (a, b)]
+    half = min(*rows, max_rows) // 2
+    a1, a2 = _halves(a, half, rng, ordered[0])
+    b1, b2 = _halves(b, half, rng, ordered[1])
+    # one scale and one kernel for all three: standardising each pair on its own would blow
+    # a set that barely moves (a stuck chain) up to unit spread and give it a high floor
+    pooled = np.concatenate([a1, a2, b1, b2])
+    mu, sd = pooled.mean(0), pooled.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    a1, a2, b1, b2 = ((x - mu) / sd for x in (a1, a2, b1, b2))
+    first = mmd(a1, b1, unbiased=False)  # the median bandwidth of the pooled a1, b1
+    h, value = float(first.bandwidth), float(first)
+    floor = max(
+        float(mmd(a1, a2, bandwidth=h, unbiased=False)),
+        float(mmd(b1, b2, bandwidth=h, unbiased=False)),
+    )
+    return value, floor
+
+
 def verdict(
     model: Any,
     values: np.ndarray,
@@ -284,12 +520,18 @@ def verdict(
     settings: Mapping[str, Any] | None = None,
     info: Mapping[str, Any] | None = None,
     tolerance: float | Mapping[str, float] | None = None,
+    reference: Callable[[], Any] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """All checks of the module on draws ``(chains, draws, features)`` in raw units.
 
     :param model: the fitted model (``seen``, ``structure``, ``spec_probability``).
     :param info: the sampler's run figures (``plan``'s ``distinct`` and ``ess`` are used when
         present).
+    :param reference: draws ``plan``'s reference for the cross-check when called: returns a
+        :class:`~sedge_pyro.inference.Samples` (its ``to_numpy()``, ``warnings``); called
+        only when the cross-check applies (see :func:`cross_check_skipped`). A
+        :class:`~sedge_pyro.SedgeError` it raises (``plan`` refusing the target) skips the
+        cross-check with the reason in ``diagnostics["agreement"]``.
     :returns: ``(diagnostics, warnings)``; a check that raises leaves its message in
         ``diagnostics["errors"]`` and a warning that it could not run.
     """
@@ -322,20 +564,68 @@ def verdict(
                     "extrapolates there"
                 )
 
+    ref: list[Any] = []  # plan's reference draws, once drawn
+
+    def agree() -> None:
+        why = cross_check_skipped(method, model, target, reference is not None)
+        if why is not None:
+            diag["agreement"] = {"reference": None, "reason": why}
+            return
+        assert reference is not None
+        try:
+            drawn = reference()
+        except SedgeError as err:  # plan refuses the target: nothing to compare with
+            diag["agreement"] = {
+                "reference": None,
+                "reason": f"plan drew no reference ({type(err).__name__}: {err})",
+            }
+            return
+        ref.append(drawn)
+        other = np.asarray(drawn.to_numpy(), dtype=float)
+        value, floor = agreement(values, other, ordered=(is_markov(method, settings), False))
+        ratio = value / floor if floor > 0 else (float("inf") if value > 0 else 1.0)
+        own = list(drawn.warnings)
+        diag["agreement"] = {
+            "reference": "plan",
+            "reference_draws": len(other),
+            "mmd": value,
+            "floor": floor,
+            "ratio": ratio,
+            "threshold": AGREEMENT_RATIO,
+            "reference_warnings": own,
+        }
+        if ratio <= AGREEMENT_RATIO:
+            return
+        if own:  # a weak reference (few training rows near the target) proves nothing
+            diag["agreement"]["reason"] = "plan's reference has warnings of its own: not judged"
+            return
+        warnings.append(
+            f"{method} and plan disagree on this model and target: MMD {value:.3f} between "
+            f"their draws, {ratio:.1f}x the {floor:.3f} between halves of one set (over "
+            f"{AGREEMENT_RATIO:g}x): the sampler missed p(x | target), or the fitted model "
+            "and the training rows disagree"
+        )
+
     def satisfied() -> None:
         diag["satisfaction"] = None
-        sat = satisfaction(model, values, features, target, tolerance=tolerance)
+        against = ref[0].to_numpy() if ref else None
+        sat = satisfaction(model, values, features, target, tolerance=tolerance, reference=against)
         if sat is None:
             return
         diag["satisfaction"] = sat["all"]
         diag["satisfaction_reference"] = sat["reference"]
         diag["satisfaction_relative"] = sat["relative"]
+        diag["satisfaction_source"] = sat["source"]
         diag["satisfaction_by_spec"] = sat["by_spec"]
         if sat["relative"] is not None and sat["relative"] < SATISFACTION_LOW:
+            whose = (
+                "plan's draws score"
+                if sat["source"] == "plan"
+                else "exact draws of p(x | target) would score"
+            )
             warnings.append(
                 f"the draws do not meet the target under the fitted model: mean P(target | x) "
-                f"{sat['all']:.3g}, {sat['relative']:.0%} of the {sat['reference']:.3g} exact "
-                "draws of p(x | target) would score"
+                f"{sat['all']:.3g}, {sat['relative']:.0%} of the {sat['reference']:.3g} {whose}"
             )
 
     def distinct() -> None:
@@ -365,10 +655,65 @@ def verdict(
                 )
 
     def chains_check() -> None:
-        diag["rhat_ess"] = rhat_ess(method, chains, settings, info)
+        kind = diag["rhat_ess"] = rhat_ess(method, chains, settings, info)
+        if kind["kind"] not in ("mcmc", "partial"):
+            return
+        figures = chain_figures(values, features, kind["features"])
+        kind["figures"] = figures
+        rhats = {f: r["r_hat"] for f, r in figures.items() if r["r_hat"] is not None}
+        esses = {f: r["ess_bulk"] for f, r in figures.items() if r["ess_bulk"] is not None}
+        bar = ess_bar(total)
+        kind["ess_bar"] = bar
+        mixed = True
+        if rhats:
+            worst = max(rhats, key=lambda f: rhats[f])
+            kind["max_r_hat"] = rhats[worst]
+            if rhats[worst] > RHAT_MAX:
+                mixed = False
+                warnings.append(
+                    f"the {chains} chains disagree: R-hat {rhats[worst]:.3g} for {worst} (over "
+                    f"{RHAT_MAX:g}), they did not mix; raise warmup or draws, and compare "
+                    "the chains' means"
+                )
+        if esses:
+            worst = min(esses, key=lambda f: esses[f])
+            kind["min_ess_bulk"] = esses[worst]
+            # chains that disagree have a low ESS too: one warning says it
+            if esses[worst] < bar and mixed:
+                warnings.append(
+                    f"bulk ESS {esses[worst]:.3g} for {worst} from {total} draws (under "
+                    f"{bar:g}): the chains move slowly; raise warmup, draws or thin"
+                )
 
     guarded("support", support)
+    guarded("agreement", agree)
     guarded("satisfaction", satisfied)
     guarded("distinct", distinct)
     guarded("rhat_ess", chains_check)
     return diag, warnings
+
+
+def cross_check_skipped(
+    method: str, model: Any, target: Mapping[str, Any], available: bool = True
+) -> str | None:
+    """Why the cross-check against ``plan`` does not apply, or ``None`` when it does.
+
+    It applies to the model-based methods (:data:`CROSS_CHECKED`) on models with per-spec
+    likelihoods (structures ``sparse``/``dense``, where ``plan`` runs) for targets that hold
+    for every draw, when a reference can be drawn (``available``).
+
+    >>> cross_check_skipped("plan", None, {})
+    'plan is the reference: compare with another method by s.compare(other)'
+    """
+    if method == "plan":
+        return "plan is the reference: compare with another method by s.compare(other)"
+    if method not in CROSS_CHECKED:
+        return f"method {method!r}: the cross-check covers {', '.join(CROSS_CHECKED)}"
+    structure = getattr(model, "structure", None)
+    if structure not in ("sparse", "dense"):
+        return f"structure {structure!r}: plan runs on sparse and dense models only"
+    if any(isinstance(v, np.ndarray) and v.ndim > 0 for v in target.values()):
+        return "per-draw target: plan draws one target at a time"
+    if not available:
+        return "no reference sampler given"
+    return None
