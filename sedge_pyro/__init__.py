@@ -7,6 +7,7 @@
 """
 
 from sedge_pyro import datasets, diagnostics, examples
+from sedge_pyro.backtest import Backtest, backtest
 from sedge_pyro.diagnostics import (
     SpecSatisfaction,
     mmd,
@@ -57,6 +58,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Assumption",
     "AssumptionFailed",
+    "Backtest",
     "Check",
     "Component",
     "DataError",
@@ -79,6 +81,7 @@ __all__ = [
     "Term",
     "Var",
     "__version__",
+    "backtest",
     "datasets",
     "diagnostics",
     "examples",
