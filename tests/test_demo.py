@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from sedge_pyro import cli
@@ -24,7 +25,12 @@ def test_small_experiment_scores_plan_near_the_floor(small):
     plan = rows[("A plan", "event")]
     # plan copies training values whose specs can reach the Oracle region: never outside
     assert plan["outside"] == 0.0
-    assert abs(plan["satisfaction"] - small.oracle_satisfaction) < 0.05
+    # satisfaction within 3 standard errors of the Oracle's: 150 draws against 150 Oracle rows
+    draws = small.samples["A plan [event]"].to_dataframe()[["x1", "x2", "x3"]]
+    p_draws = small.data.region_probability(draws)
+    p_oracle = small.data.region_probability(small.reference[["x1", "x2", "x3"]])
+    se = np.sqrt(p_draws.var() / len(p_draws) + p_oracle.var() / len(p_oracle))
+    assert abs(plan["satisfaction"] - small.oracle_satisfaction) < 3 * se, se
     assert plan["mmd_over_floor"] < 2.0
     assert small.best["method"] == "A plan"
     assert small.identification.status.name == "CONSERVATIVE"

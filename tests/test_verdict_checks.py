@@ -166,6 +166,28 @@ def test_the_cross_check_warns_of_disagreement_and_records_the_ratio():
     assert d["agreement"]["ratio"] > v.AGREEMENT_RATIO
 
 
+def test_a_mean_shift_the_mmd_misses_still_warns():
+    # 300 draws shifted by 0.6 sd in one feature: the standardised median-bandwidth MMD sees
+    # it as under 3x its floor, the difference of means (0.6 against a split-half 0.1) does not
+    rng = np.random.default_rng(1)
+    reference = rng.normal(size=(1, 300, 2))
+    shifted = rng.normal(size=(1, 300, 2)) + [0.6, 0.0]
+    d, w = v.verdict(
+        SPARSE, shifted, ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(reference)
+    )
+    a = d["agreement"]
+    assert a["ratio"] <= v.AGREEMENT_RATIO
+    assert a["mean_shift"] == pytest.approx(0.6, abs=0.15)
+    assert a["mean_shift"] > v.SHIFT_FLOOR_RATIO * a["mean_shift_floor"]
+    assert len(w) == 1 and "their means differ by up to" in w[0]
+    # the same sizes without the shift: no warning
+    same = rng.normal(size=(1, 300, 2))
+    d, w = v.verdict(
+        SPARSE, same, ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(reference)
+    )
+    assert w == [] and d["agreement"]["mean_shift"] < v.SHIFT_MIN
+
+
 @pytest.mark.parametrize(
     ("method", "structure", "target", "reason"),
     [
