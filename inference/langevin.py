@@ -18,8 +18,10 @@ prior and noise so that the draws follow :math:`\pi` itself. Three kinds:
   priors that have no density (see :func:`_annealed`).
 
 **Batched design (mala, ula).** Every chain runs ``walkers`` independent walkers, all
-``chains x walkers`` of them one tensor. Each walker starts at a random training row
-(Algorithm 1, step 2(a)); the step size :math:`h` and the preconditioner are adapted *per
+``chains x walkers`` of them one tensor. Each walker starts at a training row drawn with
+probability proportional to the target's likelihood there (Algorithm 1, step 2(a), weighted:
+:meth:`~sedge_pyro.inference.target.Problem.start_rows`), dispersed over where the target is
+possible; the step size :math:`h` and the preconditioner are adapted *per
 chain* during ``warmup`` from that chain's own walkers, so the chains are independent
 replicas of the whole procedure and R-hat over chains is meaningful. After warmup every
 walker makes :math:`\lceil n / walkers \rceil` recorded moves (times ``thin``); a chain's
@@ -266,8 +268,7 @@ def sample_langevin(
     B = chains * W
     fn = problem.grad_log_density_box if bounded else problem.grad_log_density
     train = problem.train_x
-    rows = torch.randint(train.shape[0], (B,), generator=generator, device=generator.device)
-    start_x = train[rows.to(dev)].clone()
+    start_x = train[problem.start_rows(B, generator)].clone()
     state = init(problem.to_box(start_x) if bounded else start_x, fn)
     check_finite(state.x, "langevin", 0)
     adapt = step_size is None

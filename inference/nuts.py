@@ -77,7 +77,7 @@ def sample_nuts(
     problem.log_prior(problem.train_x[:1])  # OptionError for a prior without a density
     dev, d = problem.device, problem.dim
     train = problem.train_x
-    rows = torch.randint(train.shape[0], (chains,), generator=generator, device=generator.device)
+    rows = problem.start_rows(chains, generator)
     seeds = torch.randint(2**31 - 1, (chains,), generator=generator, device=generator.device)
 
     def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -616,6 +616,26 @@ class Problem:
         r""":math:`\ell(x)`, the target's log-likelihood (see :class:`Target`)."""
         return self.target.log_likelihood(x)
 
+    def start_rows(self, k: int, generator: torch.Generator) -> torch.Tensor:
+        r"""``k`` training rows to start samplers from, drawn with probability proportional to
+        :math:`\exp \ell(x)`, the target's likelihood at the row: a draw of the training rows
+        given the target, so that walkers start dispersed over where the target is possible
+        under the fitted model, not where it is not (a walker started where the likelihood is
+        flat at 0 may never leave). Without replacement while enough rows have weight;
+        uniform when no row has any (the likelihood underflows everywhere).
+        """
+        x = self.train_x
+        with torch.no_grad():
+            ll = self.log_likelihood(x).reshape(-1)
+        w = (ll - ll.max()).exp() if bool(torch.isfinite(ll).any()) else None
+        if w is None or not bool(torch.isfinite(w).all()) or float(w.sum()) <= 0:
+            w = torch.ones(x.shape[0], device=x.device)
+        replace = int((w > 0).sum()) < k
+        rows = torch.multinomial(
+            w.to(generator.device), k, replacement=replace, generator=generator
+        )
+        return rows.to(x.device)
+
     def log_prior(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\log p(x)` of the fitted prior.
 

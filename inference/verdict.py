@@ -11,7 +11,10 @@ run, about 0.2 s) and each a pure function of the draws, the training rows, the 
   target, :math:`\frac1n \sum_i \prod_k \hat P(z_k \in A_k \mid V_k(x_i))`, against what
   ``plan``'s reference draws score under the same model (models A/B only; without them, an
   estimate of what exact draws of :math:`p(x \mid \text{target})` would score from the
-  training rows).
+  training rows). And the share of draws that cannot meet the target at all: whose fitted
+  probability is under :data:`NEGLIGIBLE_FACTOR` of what draws meeting the target score
+  (median); over :data:`NEGLIGIBLE_SHARE` warns, since a mean satisfaction can stay
+  respectable while half the draws sit where the target is impossible under the model.
 * **distinct draws** (:func:`distinct_rows`): how many different feature vectors the draws
   hold, and for ``plan`` the ESS of its resampling, counted over distinct training rows.
   ``plan`` copies training rows; a thousand draws resting on two rows are two draws.
@@ -19,9 +22,10 @@ run, about 0.2 s) and each a pure function of the draws, the training rows, the 
   anything for the method, and where they do their figures. They describe Markov chains
   (``langevin``'s MALA/ULA, ``nuts``, with two chains or more); for independent optimisations
   (``opt``), importance resampling (``plan``) or amortised draws (``svi``, ``direct``,
-  ``dps``) ArviZ still prints numbers, which say nothing. Where they mean something, the
-  rank-normalised split R-hat over :data:`RHAT_MAX` (the chains disagree: they did not mix)
-  or a bulk ESS under :func:`ess_bar` warns.
+  ``dps``) ArviZ still prints numbers, which say nothing; ``plan`` that drew its shared
+  features by MALA (``info["mcmc"]``) has chains for those features only. Where they mean
+  something, the rank-normalised split R-hat over :data:`RHAT_MAX` (the chains disagree:
+  they did not mix) or a bulk ESS under :func:`ess_bar` warns.
 * **agreement** (:func:`agreement`): for the model-based methods (:data:`CROSS_CHECKED`) on
   models A/B, the draws against a reference drawn by ``plan`` (the factorization, which
   copies training rows and does not use the sampler at all) on the same model and target:
@@ -56,6 +60,8 @@ __all__ = [
     "ESS_FRACTION",
     "ESS_MIN",
     "MARGIN",
+    "NEGLIGIBLE_FACTOR",
+    "NEGLIGIBLE_SHARE",
     "OUTSIDE_SHARE",
     "RHAT_MAX",
     "SATISFACTION_LOW",
@@ -83,6 +89,14 @@ OUTSIDE_SHARE = 0.01
 #: draws whose mean fitted probability of the target is below this fraction of what exact
 #: draws of p(x | target) would score are flagged
 SATISFACTION_LOW = 0.5
+#: a draw whose fitted probability of the whole target, A(x), is below this fraction of the
+#: median A of draws that meet the target (see :func:`satisfaction`) is negligible: it cannot
+#: meet the target under the fitted model. Relative, so that a point target on a continuous
+#: spec, whose A is the small probability of the tolerance window for every draw, never trips
+#: it; for an event it is at most 1e-3 absolute.
+NEGLIGIBLE_FACTOR = 1e-3
+#: more than this share of negligible draws is flagged
+NEGLIGIBLE_SHARE = 0.05
 #: fewer distinct draws than this fraction of the draws (or of the training rows' distinct
 #: vectors, when fewer) is flagged
 DISTINCT_FRACTION = 0.1
@@ -193,6 +207,11 @@ class Verdict:
                 text += " (per spec: " + ", ".join(f"{k} {v:.2f}" for k, v in by_spec.items())
                 text += ")"
             lines.append(f"  mean P(target | x) under the model: {text}")
+            if d.get("negligible") is not None:
+                lines.append(
+                    f"  draws that cannot meet the target (P(target | x) under "
+                    f"{d['negligible_below']:.3g}): {d['negligible']:.1%}"
+                )
         if "distinct" in d:
             lines.append(f"  distinct draws: {d['distinct']} of {n}")
         if "rhat_ess" in d:
@@ -280,11 +299,28 @@ def satisfaction(
     spec scores a small probability of its tolerance window even for perfect draws), well
     below 1 for draws that miss it. ``by_spec``: each spec's mean probability over the draws.
 
+    ``negligible``: the share of draws that cannot meet the target under the fitted model,
+    those with :math:`A(x)` below :data:`NEGLIGIBLE_FACTOR` times ``negligible_scale``, the
+    median :math:`A` of draws that meet the target: the larger of the reference draws'
+    median and the median under :math:`p(x \mid A)` estimated on the training rows (the
+    :math:`A`-weighted median of their :math:`A`), so that reference draws stuck the same
+    way as the draws (``plan``'s can be) do not lower the bar. A mean hides this: draws half
+    of which score 0 and half well still average half the reference.
+
     :param reference: reference draws ``(..., features)`` in raw units, or ``None``.
-    :returns: ``{"all", "reference", "relative", "source", "by_spec"}`` (``reference`` and
-        ``relative`` ``None`` when the reference gives the target no probability), or
-        ``None`` for models without per-spec likelihoods (structures other than
-        ``sparse``/``dense``) and for per-draw targets.
+    :returns: ``{"all", "reference", "relative", "source", "by_spec", "negligible",
+        "negligible_scale", "negligible_below"}`` (``reference`` and ``relative`` ``None``
+        when the reference gives the target no probability, the ``negligible*`` figures
+        ``None`` when neither the reference nor the training rows do), or ``None`` for
+        models without per-spec likelihoods (structures other than ``sparse``/``dense``) and
+        for per-draw targets.
+
+    >>> import types
+    >>> model = types.SimpleNamespace(structure="sparse", seen=None,
+    ...     spec_probability=lambda df, t, tolerance=None: df.assign(all=df["x"]))
+    >>> draws = np.array([0.0] * 6 + [0.5] * 4)[:, None]   # A(x) is x
+    >>> satisfaction(model, draws, ["x"], {"z": 1}, reference=np.full((4, 1), 0.5))["negligible"]
+    0.6
     """
     if getattr(model, "structure", None) not in ("sparse", "dense"):
         return None
@@ -292,26 +328,36 @@ def satisfaction(
         return None
     df = pd.DataFrame(np.asarray(values).reshape(-1, len(features)), columns=list(features))
     probs = model.spec_probability(df, target, tolerance=tolerance)
-    mean = float(probs["all"].mean())
+    drawn = probs["all"].to_numpy(dtype=float)
+    mean = float(drawn.mean())
     ref = relative = source = None
+    scales: list[float] = []  # the median A of draws that meet the target, as estimated
     if reference is not None:
         source = "plan"
         rdf = pd.DataFrame(
             np.asarray(reference, dtype=float).reshape(-1, len(features)), columns=list(features)
         )
-        a = model.spec_probability(rdf, target, tolerance=tolerance)["all"].to_numpy()
+        a = model.spec_probability(rdf, target, tolerance=tolerance)["all"].to_numpy(dtype=float)
         if a.mean() > 0:
             ref = float(a.mean())
-    elif model.seen is not None:
-        source = "training rows"
+            scales.append(float(np.median(a)))
+    if getattr(model, "seen", None) is not None:
         seen = model.seen[list(features)]
         if len(seen) > max_rows:
             seen = seen.sample(max_rows, random_state=0)
-        a = model.spec_probability(seen, target, tolerance=tolerance)["all"].to_numpy()
+        a = model.spec_probability(seen, target, tolerance=tolerance)["all"].to_numpy(dtype=float)
         if a.sum() > 0:
-            ref = float((a * a).sum() / a.sum())
+            scales.append(_weighted_median(a, a))
+            if reference is None:
+                source = "training rows"
+                ref = float((a * a).sum() / a.sum())
     if ref is not None:
         relative = mean / ref
+    negligible = scale = below = None
+    if scales and max(scales) > 0:
+        scale = max(scales)
+        below = NEGLIGIBLE_FACTOR * scale
+        negligible = float(np.mean(drawn < below)) if len(drawn) else 0.0
     by_spec = {k: float(probs[k].mean()) for k in probs.columns if k != "all"}
     return {
         "all": mean,
@@ -319,7 +365,19 @@ def satisfaction(
         "relative": relative,
         "source": source,
         "by_spec": by_spec,
+        "negligible": negligible,
+        "negligible_scale": scale,
+        "negligible_below": below,
     }
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The median of ``values`` under ``weights``: the smallest value with half the weight at
+    or below it.
+    """
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def distinct_rows(values: np.ndarray) -> int:
@@ -373,12 +431,19 @@ def rhat_ess(
             }
         return {"kind": "mcmc", "reason": f"{chains} Markov chains", "features": None}
     mcmc = list(info.get("mcmc") or []) if method == "plan" else []
-    if mcmc and chains >= 2:
-        return {
-            "kind": "partial",
-            "reason": f"{_NOT_MCMC['plan']}, except {', '.join(mcmc)} drawn by MALA chains",
-            "features": mcmc,
-        }
+    if mcmc:
+        # plan replaced the importance step for these shared features by MALA chains
+        drawn = (
+            f"{', '.join(mcmc)} drawn by MCMC (MALA), the other features by importance "
+            "resampling of training rows"
+        )
+        if chains < 2:
+            return {
+                "kind": "n/a",
+                "reason": f"{drawn}; one chain: R-hat needs two or more (sample with chains=4)",
+                "features": [],
+            }
+        return {"kind": "partial", "reason": f"{drawn}; {chains} chains", "features": mcmc}
     reason = _NOT_MCMC.get(method, f"method {method!r} runs no Markov chain")
     return {"kind": "n/a", "reason": reason, "features": []}
 
@@ -675,6 +740,18 @@ def verdict(
         diag["satisfaction_relative"] = sat["relative"]
         diag["satisfaction_source"] = sat["source"]
         diag["satisfaction_by_spec"] = sat["by_spec"]
+        diag["negligible"] = sat["negligible"]
+        diag["negligible_below"] = sat["negligible_below"]
+        diag["negligible_scale"] = sat["negligible_scale"]
+        if sat["negligible"] is not None and sat["negligible"] > NEGLIGIBLE_SHARE:
+            warnings.append(
+                f"{sat['negligible']:.0%} of draws have a fitted P(target | x) under "
+                f"{sat['negligible_below']:.3g} ({NEGLIGIBLE_FACTOR:g} of the "
+                f"{sat['negligible_scale']:.3g} that draws meeting the target score, median; "
+                f"over {NEGLIGIBLE_SHARE:.0%} of draws): these draws cannot meet the target "
+                "under the fitted model: the sampler is stuck, or the target is outside what "
+                "the model supports"
+            )
         if sat["relative"] is not None and sat["relative"] < SATISFACTION_LOW:
             whose = (
                 "plan's draws score"
@@ -700,17 +777,33 @@ def verdict(
             available = None
             if seen is not None:
                 available = distinct_rows(seen[list(features)].to_numpy(dtype=float))
-            if few_distinct(effective, total, available):
-                what = (
-                    f"{n} distinct feature vectors"
-                    if effective == n
-                    else f"an effective {effective:.3g} training rows (ESS; {n} distinct draws)"
-                )
+            if not few_distinct(effective, total, available):
+                return
+            mcmc = list(info.get("mcmc") or []) if method == "plan" else []
+            if mcmc and effective != n:
+                # the ESS is the importance step's, which plan then replaced for the shared
+                # features: the draws do not rest on those rows, but the rows still say how
+                # little of the data supports the target
+                diag["ess_replaced_by_mcmc"] = mcmc
+                drawn = ", ".join(mcmc)
                 warnings.append(
-                    f"the {total} draws rest on {what}: few training rows support the target "
-                    "(use more training data near it, or a method that draws from the fitted "
-                    "model)"
+                    f"plan's importance resampling rested on an effective {effective:.3g} "
+                    f"training rows (ESS), and plan replaced it by MCMC on the fitted model for "
+                    f"{drawn} ({n} distinct draws of {total}): few training rows support the "
+                    f"target, so {drawn} follow the fitted model where it has little data (use "
+                    "more training data near the target; check the MCMC with chains=4)"
                 )
+                return
+            what = (
+                f"{n} distinct feature vectors"
+                if effective == n
+                else f"an effective {effective:.3g} training rows (ESS; {n} distinct draws)"
+            )
+            warnings.append(
+                f"the {total} draws rest on {what}: few training rows support the target "
+                "(use more training data near it, or a method that draws from the fitted "
+                "model)"
+            )
 
     def chains_check() -> None:
         kind = diag["rhat_ess"] = rhat_ess(method, chains, settings, info)

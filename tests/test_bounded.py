@@ -81,3 +81,15 @@ def test_bounded_is_a_checked_flag(small, far):
     model, _ = small
     with pytest.raises(sp.OptionError, match="bounded"):
         model.sample(far, n=5, method="langevin", bounded="yes")
+
+
+def test_walkers_start_where_the_target_is_likely(small):
+    # an event only the top rows reach: starts drawn by the target's likelihood sit there
+    model, _ = small
+    target = {"z1": sp.Interval(low=float(np.quantile(model.seen.z1, 0.9)))}
+    problem = Problem(model, Target(model, target), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    rows = problem.start_rows(8, g)
+    assert len(set(rows.tolist())) == 8  # without replacement: dispersed
+    ll = problem.log_likelihood(problem.train_x)
+    assert float(ll[rows].exp().mean()) > 4 * float(ll.exp().mean())
