@@ -746,9 +746,9 @@ def verdict(
         if sat["negligible"] is not None and sat["negligible"] > NEGLIGIBLE_SHARE:
             warnings.append(
                 f"{sat['negligible']:.0%} of draws have a fitted P(target | x) under "
-                f"{sat['negligible_below']:.3g} ({NEGLIGIBLE_FACTOR:g} of the "
-                f"{sat['negligible_scale']:.3g} that draws meeting the target score, median; "
-                f"over {NEGLIGIBLE_SHARE:.0%} of draws): these draws cannot meet the target "
+                f"{sat['negligible_below']:.3g} ({NEGLIGIBLE_FACTOR:g} x the median "
+                f"{sat['negligible_scale']:.3g} of draws that meet the target; over "
+                f"{NEGLIGIBLE_SHARE:.0%} of draws): these draws cannot meet the target "
                 "under the fitted model: the sampler is stuck, or the target is outside what "
                 "the model supports"
             )
@@ -790,8 +790,9 @@ def verdict(
                     f"plan's importance resampling rested on an effective {effective:.3g} "
                     f"training rows (ESS), and plan replaced it by MCMC on the fitted model for "
                     f"{drawn} ({n} distinct draws of {total}): few training rows support the "
-                    f"target, so {drawn} follow the fitted model where it has little data (use "
-                    "more training data near the target; check the MCMC with chains=4)"
+                    f"target, so the draws' {drawn} come from the fitted model where it has "
+                    "little data (use more training data near the target; check the MCMC with "
+                    "chains=4)"
                 )
                 return
             what = (

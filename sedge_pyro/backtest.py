@@ -17,8 +17,10 @@ category, the other values), e.g. for :math:`z_1 \le 0.8, z_2 \ge 1` the cells
    verdict, and the number of warnings.
 
 A cell whose removal leaves one of its values unseen (Assumption 1) is skipped: no method can
-extrapolate to it, and :func:`~sedge_pyro.identify` says so (``IMPOSSIBLE``). Every skipped
-cell is listed with its reason in :attr:`Backtest.skipped`.
+extrapolate to it, and :func:`~sedge_pyro.identify` says so (``IMPOSSIBLE``); a cell with too
+few rows that would also leave a value unseen gives that reason first. Every skipped cell is
+listed with its reason in :attr:`Backtest.skipped`, and the report's heading says why the
+others were not held out: the rarest *usable* cell can be the most common one.
 
 The held-out cells are rare, as the novel one is, but they are not the novel one: the backtest
 is evidence of how each method extrapolates on this data and this graph, not a guarantee for
@@ -174,6 +176,31 @@ class Backtest:
         return str(ok["ratio"].astype(float).idxmin())
 
     @property
+    def excluded(self) -> dict[str, str]:
+        """The methods with a lower median ratio than :attr:`best` (any ratio, without a best)
+        that ``best`` passed over, each with why: ``"plan 5.06x excluded: 2.0% of draws
+        outside the held-out range (over 1%)"``.
+        """
+        s = self.summary
+        best = self.best
+        bar = math.inf if best is None else float(s.loc[best, "ratio"])
+        out: dict[str, str] = {}
+        for method, row in s.iterrows():
+            ratio = float(row["ratio"])
+            if method == best or not ratio < bar:  # NaN ratios never compare lower
+                continue
+            why = []
+            if int(row["cells"]) < len(self.cells):
+                why.append(f"ran on {int(row['cells'])} of {len(self.cells)} held-out cells")
+            if not float(row["outside"]) <= OUTSIDE_MAX:
+                why.append(
+                    f"{float(row['outside']):.1%} of draws outside the held-out range (over "
+                    f"{OUTSIDE_MAX:.0%})"
+                )
+            out[str(method)] = f"{method} {ratio:.2f}x excluded: {'; '.join(why)}"
+        return out
+
+    @property
     def best_ratio(self) -> float | None:
         """The best method's median ratio to the floor (``None`` without a best)."""
         best = self.best
@@ -189,14 +216,16 @@ class Backtest:
     def verdict(self) -> str:
         """The one line to read: which method, how close, or a warning."""
         best, ratio = self.best, self.best_ratio
+        excluded = "".join(f" ({why})" for why in self.excluded.values())
         if best is None:
             return (
                 "backtest: warning: no method ran on every held-out cell with at most "
-                f"{OUTSIDE_MAX:.0%} of its draws outside the held-out rows' range: the package "
-                "cannot extrapolate reliably on this data"
+                f"{OUTSIDE_MAX:.0%} of its draws outside the held-out rows' range{excluded}: "
+                "the package cannot extrapolate reliably on this data"
             )
         line = (
-            f"backtest: method {best} reaches {ratio:.2f} x the floor on held-out rare combinations"
+            f"backtest: method {best} reaches {ratio:.2f} x the floor on the held-out "
+            f"combination{'s' if len(self.cells) != 1 else ''}{excluded}"
         )
         if ratio is not None and ratio > RELIABLE_RATIO:
             line += (
@@ -237,7 +266,7 @@ class Backtest:
 
     def __str__(self) -> str:
         target = ", ".join(Var(k, v).to_text() for k, v in self.target.items())
-        lines = [f"backtest for {target}: {len(self.cells)} held-out cell(s), rarest first"]
+        lines = [f"backtest for {target}: {self._heading()}"]
         for c in self.cells:
             lines.append(f"  held out  {c.label}: {c.rows} rows ({c.status})")
         for c in self.skipped:
@@ -256,6 +285,48 @@ class Backtest:
             lines.append(f"  unavailable {row['method']} ({row['cell']}): {row['error']}")
         lines.append(self.verdict)
         return "\n".join(lines)
+
+    def _heading(self) -> str:
+        """How many cells were held out, and why the others were not, without calling the
+        held-out cells rare when the rarer ones were skipped.
+        """
+        n = len(self.cells)
+        text = f"cells held out: {n}"
+        if n > 1:
+            text += ", rarest first"
+        if not self.skipped:
+            return text
+        kinds: dict[str, int] = {}
+        for c in self.skipped:
+            kinds[_skip_kind(c)] = kinds.get(_skip_kind(c), 0) + 1
+        if len(kinds) == 1:
+            (kind,) = kinds
+            others = "the other" if len(self.skipped) == 1 else "the others"
+            return f"{text} ({others} {_SKIP_VERBS[kind][len(self.skipped) > 1]})"
+        parts = [f"{k} {_SKIP_VERBS[kind][k > 1]}" for kind, k in kinds.items()]
+        return f"{text} (of the others, {'; '.join(parts)})"
+
+
+def _skip_kind(cell: Cell) -> str:
+    if cell.status == Status.IMPOSSIBLE.value:
+        return "unseen"
+    if cell.reason.startswith("too few rows"):
+        return "few"
+    if cell.reason.startswith("more common"):
+        return "common"
+    return "other"
+
+
+#: a skipped cell's reason in the report's heading: (singular, plural)
+_SKIP_VERBS = {
+    "unseen": ("would leave a target value unseen", "would leave a target value unseen"),
+    "few": ("has too few rows (min_rows)", "have too few rows (min_rows)"),
+    "common": (
+        "is more common than those held out (max_combos)",
+        "are more common than those held out (max_combos)",
+    ),
+    "other": ("cannot be identified", "cannot be identified"),
+}
 
 
 _SUMMARY = ["method", "cells", "ratio", "mmd", "outside", "satisfaction", "warnings"]
@@ -484,14 +555,28 @@ def _choose_cells(
         cell_target = {z: v for z, (v, _) in zip(specs, combo, strict=True)}
         mask = np.logical_and.reduce([m for _, m in combo])
         label = ", ".join(Var(z, v).to_text() for z, v in cell_target.items())
-        candidates.append((int(mask.sum()), order, label, cell_target, mask))
+        unseen = [
+            Var(z, v).to_text()
+            for z, (v, m) in zip(specs, combo, strict=True)
+            if not bool((m & ~mask).any())
+        ]
+        candidates.append((int(mask.sum()), order, label, cell_target, mask, unseen))
     candidates.sort(key=lambda c: (c[0], c[1]))
     picked: list[tuple[Cell, np.ndarray]] = []
     skipped: list[Cell] = []
-    for count, _, label, cell_target, mask in candidates:
+    for count, _, label, cell_target, mask, unseen in candidates:
         if count < min_rows:
             reason = f"too few rows to score against (min_rows={min_rows})"
-            skipped.append(Cell(label, cell_target, count, reason=reason))
+            status = ""
+            if unseen:  # the more basic reason first: no rows would help
+                rest = len(df) - count
+                reason = (
+                    f"removing its rows makes it impossible to identify: target value "
+                    f"{' and '.join(unseen)} is never seen in the {rest} other rows (Assumption "
+                    f"1 fails); it also has too few rows to score against (min_rows={min_rows})"
+                )
+                status = Status.IMPOSSIBLE.value
+            skipped.append(Cell(label, cell_target, count, status=status, reason=reason))
             continue
         if len(picked) >= max_combos:
             reason = f"more common than the {max_combos} rarest held out (max_combos={max_combos})"

@@ -255,3 +255,68 @@ def test_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] True"
+
+
+def _summary_table(rows):
+    base = {"cell": "c", "rows": 252, "status": "ok", "mmd": 0.5, "floor": 0.1,
+            "satisfaction": 0.5, "warnings": 0, "seconds": 0.1, "error": ""}  # fmt: skip
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_the_report_says_why_a_lower_ratio_is_not_best():
+    # the diabetes walkthrough (docs/real-data.md): plan scores lower but has 2% outside
+    table = _summary_table(
+        [
+            {"method": "plan", "ratio": 5.06, "outside": 0.02},
+            {"method": "langevin", "ratio": 6.39, "outside": 0.0},
+            {"method": "svi", "ratio": 7.0, "outside": 0.5},  # higher ratio: not worth a word
+        ]
+    )
+    held = Cell("obese=0, progressed=0", {"obese": 0, "progressed": 0}, 252, "conservative")
+    unseen = [
+        Cell("obese=1, progressed=0", {"obese": 1, "progressed": 0}, 34, "impossible", "..."),
+        Cell("obese=0, progressed=1", {"obese": 0, "progressed": 1}, 91, "impossible", "..."),
+    ]
+    bt = sp.Backtest(table, [held], unseen, {"obese": 1, "progressed": 1})
+    assert bt.best == "langevin"
+    assert bt.excluded == {
+        "plan": "plan 5.06x excluded: 2.0% of draws outside the held-out range (over 1%)"
+    }
+    assert bt.verdict.startswith(
+        "backtest: method langevin reaches 6.39 x the floor on the held-out combination "
+        "(plan 5.06x excluded: 2.0% of draws outside the held-out range (over 1%)); warning"
+    )
+    text = str(bt)
+    # one cell held out, the most common one: no claim of rarity
+    assert text.splitlines()[0] == (
+        "backtest for obese=1, progressed=1: cells held out: 1 (the others would leave a "
+        "target value unseen)"
+    )
+    assert "rare" not in text
+    # no method qualifies: the excluded ones are still named
+    bt = sp.Backtest(table[table["method"] == "plan"], [held], unseen, {"obese": 1})
+    assert bt.best is None and "(plan 5.06x excluded: 2.0% of draws outside" in bt.verdict
+    # several cells, skipped for different reasons
+    few = Cell("a", {"z1": 1}, 10, reason="too few rows to score against (min_rows=50)")
+    bt = sp.Backtest(table, [held, held], [few, unseen[0]], {"z1": 1})
+    assert str(bt).splitlines()[0] == (
+        "backtest for z1=1: cells held out: 2, rarest first (of the others, 1 has too few "
+        "rows (min_rows); 1 would leave a target value unseen)"
+    )
+
+
+def test_a_small_cell_that_would_leave_a_value_unseen_says_so_first(paper):
+    seen, _, graph = paper
+    counts = _counts(seen)
+    small = "z1 ≤ 0.8, z2 ≤ 1"  # removing it leaves z1 <= 0.8 unseen; below min_rows too
+    min_rows = counts[small] + 1
+    assert min_rows <= counts["z1 ≥ 0.8, z2 ≤ 1"]
+    picked, skipped = _choose_cells(graph, seen, TARGET, min_rows=min_rows, max_combos=3)
+    assert [c.label for c, _ in picked] == ["z1 ≥ 0.8, z2 ≤ 1"]
+    (cell,) = [c for c in skipped if c.label == small]
+    assert cell.status == "impossible"
+    assert cell.reason == (
+        "removing its rows makes it impossible to identify: target value z1 ≤ 0.8 is never "
+        f"seen in the {len(seen) - counts[small]} other rows (Assumption 1 fails); it also "
+        f"has too few rows to score against (min_rows={min_rows})"
+    )

@@ -225,3 +225,35 @@ def test_the_verdict_is_cheap(fitted):
     v.verdict(model, s.values, model.features, s.target, "plan", info=s.info)
     assert time.perf_counter() - start < 1.0  # measured: a few ms; generous on shared CPUs
     assert math.isfinite(s.info["diagnostics"]["satisfaction"])
+
+
+def test_plan_with_one_mala_chain_says_what_drew_its_features():
+    # plan replaced its importance step for x by MALA (s.info["mcmc"]), one chain
+    out = v.rhat_ess("plan", 1, {}, {"mcmc": ["x"]})
+    assert out["kind"] == "n/a" and out["features"] == []
+    assert out["reason"].startswith("x drawn by MCMC (MALA)")
+    assert "one chain: R-hat needs two or more" in out["reason"]
+    assert "no Markov chain" not in out["reason"]
+    assert v.rhat_ess("plan", 4, {}, {"mcmc": ["x"]})["reason"].startswith("x drawn by MCMC")
+    # its ESS is the importance step's, which MCMC replaced: the warning says so
+    model = types.SimpleNamespace(seen=None, structure="joint")
+    values = np.linspace(0, 1, 1000)[None, :, None]
+    info = {"ess": 19.5, "distinct": 1000, "mcmc": ["x"]}
+    d, w = v.verdict(model, values, ["x"], {"z": 1}, "plan", info=info)
+    assert d["ess_replaced_by_mcmc"] == ["x"]
+    assert w == [
+        "plan's importance resampling rested on an effective 19.5 training rows (ESS), and plan "
+        "replaced it by MCMC on the fitted model for x (1000 distinct draws of 1000): few "
+        "training rows support the target, so the draws' x come from the fitted model where it "
+        "has little data (use more training data near the target; check the MCMC with chains=4)"
+    ]
+    text = str(v.Verdict("plan", d, tuple(w)))
+    assert "R-hat/ESS:    n/a (x drawn by MCMC (MALA)" in text
+    assert "rest on an effective" not in text
+    # without MCMC the ESS warning stays as it was
+    _, w = v.verdict(model, values, ["x"], {"z": 1}, "plan", info={"ess": 19.5, "distinct": 1000})
+    assert w == [
+        "the 1000 draws rest on an effective 19.5 training rows (ESS; 1000 distinct draws): few "
+        "training rows support the target (use more training data near it, or a method that "
+        "draws from the fitted model)"
+    ]
