@@ -512,8 +512,10 @@ def rarity_assumption(
     The training rows cannot show ``P(S = 0)``: the rows selection removed are not among them,
     whatever their share. What the rows show is how often the blocks of a novel combination
     would co-occur if they were independent (the product of their frequencies); selection
-    removed about that share of the population. The check reports the measurement, calling
-    it doubtful above :data:`RARITY_THRESHOLD` (5%), but stays unverified (``ok=None``): a
+    removed about that share of the population, and within one block's rows about that
+    product over the block's own frequency, the share the approximate terms lose. The check
+    reports both, calling it doubtful when either is above :data:`RARITY_THRESHOLD` (5%),
+    but stays unverified (``ok=None``): a
     small product does not show that few rows were held out (e.g. 66% of one block's rows may
     be missing from the training rows), and a large one does not show the approximation
     fails (the paper's own task holds out about 16% of the population, co-occurrence 7%, and
@@ -537,20 +539,34 @@ def rarity_assumption(
             freqs = [cov.count(b) / cov.n for b in comp.blocks]
             expected = float(np.prod(freqs))
             observed = cov.count(comp.specs) / cov.n
+            # the share of one block's rows the held-out combination would take, if the
+            # blocks were independent: what the approximate terms pD(z_B | X_c) lose
+            per_block = {
+                _set_text(b): expected / f for b, f in zip(comp.blocks, freqs, strict=True) if f
+            }
+            worst = max(per_block, key=per_block.__getitem__) if per_block else None
             doubtful |= expected > RARITY_THRESHOLD
             names = " & ".join(_set_text(b) for b in comp.blocks)
-            parts.append(
+            text = (
                 f"blocks {names} co-occur in {observed:.2%} of training rows; independent "
                 f"blocks would co-occur in {expected:.2%}"
             )
+            if worst is not None:
+                doubtful |= per_block[worst] > RARITY_THRESHOLD + 1e-12  # rounding
+                text += (
+                    f", {per_block[worst]:.0%} of the rows with {worst} (the share of that "
+                    "block's rows the held-out combination would take)"
+                )
+            parts.append(text)
         level = (
-            f"above {RARITY_THRESHOLD:.0%}, so doubtful"
+            f"above {RARITY_THRESHOLD:.0%} of all rows or of a block's rows, so doubtful"
             if doubtful
-            else f"at most {RARITY_THRESHOLD:.0%}"
+            else f"under {RARITY_THRESHOLD:.0%} of all rows and of every block's rows"
         )
         verdict = (
             f" ({level}, and unverified: the share of held-out rows cannot be seen in "
-            "training rows)"
+            "training rows; plan's selection-aware weights, selection='odds', do not need "
+            "rarity where the selection removed exactly the target)"
         )
         return Check(None, "; ".join(parts) + verdict)
 

@@ -157,8 +157,10 @@ def test_rarity_is_never_ok_on_training_rows_alone(k) -> None:
     assert check.ok is not True
     assert check.ok is None
     assert "held-out rows cannot be seen in training rows" in check.detail
-    # (k/100)^2 is the share independent blocks would co-occur in: above 5% it is doubtful
-    assert ("doubtful" in check.detail) is (k >= 23)
+    # (k/100)^2 is the share independent blocks would co-occur in, k/100 the share of one
+    # block's rows the combination would take: either above 5% is doubtful
+    assert ("doubtful" in check.detail) is (k > 5)
+    assert f"{k / 100:.0%} of the rows with" in check.detail
 
 
 def test_rarity_unverified_even_when_most_of_a_block_was_held_out() -> None:
