@@ -29,6 +29,7 @@ one posterior (``plan``, ``langevin``, ``svi``, ``nuts``) raise
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import time
@@ -40,6 +41,7 @@ import torch
 
 from sedge_pyro.errors import OptionError, SamplingError, SedgeError
 from sedge_pyro.inference.samples import Samples
+from sedge_pyro.inference.selection import CORRECTED, corrected
 from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
 from sedge_pyro.inference.verdict import AGREEMENT_ROWS, verdict
 from sedge_pyro.options import device as check_device
@@ -149,7 +151,13 @@ def sample(
         raise SedgeError("the model is not fitted: call model.fit(data) first")
     method = default_method(model) if method is None else method
     fn = _resolve(method)
+    selection = None
+    if method in CORRECTED and options.get("kind", "mala") != "annealed":
+        options = dict(options)
+        selection = options.pop("selection", "auto")
     settings = _settings(fn, method, options)
+    if selection is not None:
+        settings["selection"] = selection
     per_draw = isinstance(target, Mapping) and any(is_per_draw(v) for v in target.values())
     if per_draw and method not in PER_DRAW_METHODS:
         raise OptionError(
@@ -167,9 +175,15 @@ def sample(
     problem = Problem(model, t, dev)
     generator = torch.Generator(device=dev).manual_seed(seed)
     start = time.perf_counter()
-    draws = fn(
-        problem, int(n), chains=int(chains), generator=generator, progress=progress, **options
+    fixed: Any = (
+        corrected(problem, selection, seed=seed, progress=progress)
+        if selection is not None
+        else contextlib.nullcontext({})
     )
+    with fixed as selection_info:
+        draws = fn(
+            problem, int(n), chains=int(chains), generator=generator, progress=progress, **options
+        )
     seconds = time.perf_counter() - start
     x = draws.x.detach()
     check_finite(x, method, "end")
@@ -193,6 +207,7 @@ def sample(
             axis=-1,
         )
     info = {"seconds": seconds, "seed": int(seed), "device": str(dev), **draws.info}
+    info.update(selection_info)
     info.update(_verdict(model, raw, t.target, method, settings, info, tolerance))
     return Samples(
         raw, model.features, t.target, method, settings, stats, info, observed=t.observed()

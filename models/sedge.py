@@ -432,6 +432,8 @@ class SEDGEModel(PyroModule):
         seed = check_seed(seed)
         lr = number("lr", lr)
         df = self._frame(data)
+        # per-target pieces fit on the old components (inference/selection.py) are stale
+        self.__dict__.pop("_selection_aware_cache", None)
         with torch_threads(threads):
             device = check_device(device)
             if components is None or not self.fitted:

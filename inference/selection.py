@@ -1,0 +1,300 @@
+r"""Selection-aware densities for the model-based samplers of a CONSERVATIVE target.
+
+``langevin``, ``nuts`` and ``svi`` follow :math:`p(x) \prod_r P(Z_{B_r} \in A_r \mid V_r)`. The
+model's prior and likelihoods are fit on the training rows, :math:`p_D = p(\cdot \mid S = 1)`,
+and when the selection removed the target combination :math:`S = 0 \iff Z_T \in A` (no
+training row meets the whole target), :math:`p_D(x) = p(x) (1 - \prod_r P(A_r \mid x))` has a
+hole exactly where the target lives: on the paper's task no training row at all has
+:math:`x_1 < 0.19` and :math:`x_3 > 0.63` together, where :math:`p(x \mid A)` is largest. No
+density estimate of :math:`p_D` can fill it; the graph can. Given the shared features
+:math:`X_c`, the blocks of a component are independent (Thm 1, Eq. 3), so
+
+.. math:: p(x) = p(x_c) \prod_r p(F_r \mid x_c) \; p(x_{\text{rest}}),
+
+and each factor can be estimated free of the selection:
+
+* :math:`p(F_r \mid x_c)` and :math:`P(Z_{B_r} \mid V_r)` on the rows where a target event
+  *outside* block :math:`r` fails: the selection never touched them, and given :math:`x_c`
+  block :math:`r` is independent of the events that kept them (as ``plan``'s
+  ``selection="odds"`` estimates :math:`P(A_r \mid X_c)`);
+* :math:`p(x_c) \propto p_D(x_c) / (1 - \prod_r P(A_r \mid x_c))`, fit on the training rows
+  resampled by that weight, :math:`P(A_r \mid x_c)` from the nearest untouched rows;
+* the features of other components, :math:`p(x_{\text{rest}})`, on every row.
+
+:class:`BlockPrior` is that product (normalising flows: :class:`~sedge_pyro.models.likelihoods.
+ConditionalFlow` per factor, fit by the same SVI loop as the model's components), and
+:func:`selection_aware` fits it and the refit likelihoods for one target, cached on the model.
+The samplers use them through :meth:`SelectionAware.applied`, which swaps them into the model
+for the run. References: Thm 1, Eq. (3), Prop. 4 of the SEDGE paper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from sedge_pyro.assumptions import Coverage
+from sedge_pyro.models.base import Prior
+from sedge_pyro.models.likelihoods import ConditionalFlow
+
+if TYPE_CHECKING:
+    from sedge_pyro.inference.target import Problem
+
+__all__ = ["CHOICES", "CORRECTED", "BlockPrior", "SelectionAware", "corrected", "selection_aware"]
+
+#: rows of the neighbourhood estimating P(A_r | x_c) for the weights of p(x_c)
+_K_MIN, _K_MAX = 10, 200
+#: attribute of the model holding the fitted per-target pieces
+_CACHE = "_selection_aware_cache"
+#: SVI steps at most per piece (held-out early stopping as every fit): the pieces are fit
+#: when a target is first sampled, so their budget is the sampler's
+FIT_STEPS = 2000
+
+
+class BlockPrior(Prior):
+    r""":math:`p(x) = p(x_c) \prod_r p(F_r \mid x_c) \, p(x_{\text{rest}})` over the model's
+    features (normalised units); each factor a :class:`ConditionalFlow`.
+
+    :param dim: number of features.
+    :param shared: indices of :math:`X_c`.
+    :param groups: indices of each block's private features :math:`F_r`.
+    :param rest: indices of the features of other components.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        shared: list[int],
+        groups: list[list[int]],
+        rest: list[int],
+        hidden: tuple[int, ...] = (64, 64),
+    ) -> None:
+        super().__init__(dim)
+        self.shared, self.groups, self.rest = shared, groups, rest
+        self.factors = nn.ModuleDict()
+        if shared:
+            self.factors["shared"] = ConditionalFlow(len(shared), 0, hidden=hidden)
+        for r, g in enumerate(groups):
+            if g:
+                self.factors[f"block{r}"] = ConditionalFlow(len(g), len(shared), hidden=hidden)
+        if rest:
+            self.factors["rest"] = ConditionalFlow(len(rest), 0, hidden=hidden)
+
+    def _parts(self) -> list[tuple[str, list[int], list[int]]]:
+        parts = []
+        if self.shared:
+            parts.append(("shared", self.shared, []))
+        for r, g in enumerate(self.groups):
+            if g:
+                parts.append((f"block{r}", g, self.shared))
+        if self.rest:
+            parts.append(("rest", self.rest, []))
+        return parts
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """The sum of the factors' log-densities, shape ``x.shape[:-1]``."""
+        total = torch.zeros(x.shape[:-1], device=x.device, dtype=x.dtype)
+        for name, ys, ctx in self._parts():
+            context = x[..., ctx] if ctx else x[..., :0]
+            total = total + self.factors[name].log_prob(x[..., ys], context)
+        return total
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws, factor after factor (``x_c`` first); ``generator`` is not used."""
+        x = torch.zeros(n, self.dim, device=next(self.parameters()).device)
+        with torch.no_grad():
+            for name, ys, ctx in self._parts():
+                context = x[:, ctx] if ctx else x[:, :0]
+                d = self.factors[name].condition(context)
+                x[:, ys] = d.sample() if context.shape[-1] else d.sample((n,)).reshape(n, -1)
+        return x
+
+
+class SelectionAware:
+    """The per-target pieces: a :class:`BlockPrior` and refit likelihoods, with what they
+    were fit on (``info``).
+    """
+
+    def __init__(self, prior: BlockPrior, likelihoods: dict[str, nn.Module], info: dict) -> None:
+        self.prior = prior
+        self.likelihoods = likelihoods
+        self.info = info
+
+    @contextlib.contextmanager
+    def applied(self, model: Any) -> Iterator[None]:
+        """Swap the pieces into ``model`` for the duration (restored afterwards)."""
+        from sedge_pyro.models.sedge import _key
+
+        saved = {"prior": model.components["prior"]}
+        saved.update({z: model.components[_key(z)] for z in self.likelihoods})
+        try:
+            model.components["prior"] = self.prior
+            for z, m in self.likelihoods.items():
+                model.components[_key(z)] = m
+            yield
+        finally:
+            model.components["prior"] = saved.pop("prior")
+            for z, m in saved.items():
+                model.components[_key(z)] = m
+
+
+def _key_of(problem: Problem) -> str:
+    return repr(problem.target)
+
+
+def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) -> Any:
+    """Fit (or fetch from the model's cache) the selection-aware pieces for the target, or
+    return why they do not apply (a string).
+
+    Applies to models A (``structure="sparse"``) whose target ``identify()`` calls
+    CONSERVATIVE with its specs in one component of several blocks, every target value an
+    event of positive probability, and no training row meeting the whole target.
+    """
+    from sedge_pyro.identify import Status, identify
+    from sedge_pyro.inference.fit import fit_component
+    from sedge_pyro.models.sedge import _fn, _key
+
+    model, target = problem.model, problem.target
+    if model.structure != "sparse":
+        return f"structure {model.structure!r}: only models A (sparse) have per-block pieces"
+    if any(e.density for e in target.events):
+        return "a point target on a continuous spec is an event of probability zero"
+    res = identify(model.graph, target.target, model.seen, tolerance=target.tolerance)
+    if res.status is not Status.CONSERVATIVE:
+        return f"the target is {res.status.name}: no selection hole to correct"
+    specs = {e.spec for e in target.events}
+    comps = [c for c in res.components if c.specs & specs]
+    if len(comps) != 1 or len(comps[0].blocks) < 2 or not specs <= comps[0].specs:
+        return "the target's specs are not the blocks of one component"
+    comp = comps[0]
+    cache = getattr(model, _CACHE, None)
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, _CACHE, cache)
+    key = _key_of(problem)
+    if key in cache:
+        return cache[key]
+
+    seen = model.seen
+    cov = Coverage(seen, target.target, target.tolerance)
+    dev = problem.device
+    masks = {s: torch.as_tensor(cov.masks[s], device=dev) for s in specs}
+    everything = torch.ones(len(seen), dtype=torch.bool, device=dev)
+    for m in masks.values():
+        everything = everything & m
+    if bool(everything.any()):
+        return "training rows meet the whole target: the selection was not its removal"
+
+    def untouched(block: frozenset) -> torch.Tensor:
+        others = [s for s in specs if s not in block]
+        hit = torch.ones(len(seen), dtype=torch.bool, device=dev)
+        for s in others:
+            hit = hit & masks[s]
+        return ~hit
+
+    feats = list(model.features)
+    x = problem.train_x
+    shared = [feats.index(f) for f in sorted(comp.shared)]
+    groups = [[feats.index(f) for f in sorted(g)] for g in comp.groups]
+    inside = set(shared) | {j for g in groups for j in g}
+    rest = [j for j in range(len(feats)) if j not in inside]
+    prior = BlockPrior(len(feats), shared, groups, rest, hidden=model.hidden).to(dev)
+    fit_kw = {"seed": seed, "progress": progress, "steps": FIT_STEPS}
+    history: dict[str, Any] = {}
+
+    def fit(name: str, module: nn.Module, y: torch.Tensor, ctx: torch.Tensor) -> None:
+        h = fit_component(module, _fn(module.model, name), (y, ctx), name=name, **fit_kw)
+        history[name] = {"rows": int(y.shape[0]), "steps": h.steps}
+
+    # p(x_c): training rows resampled by 1 / (1 - prod_r P(A_r | x_c))
+    if shared:
+        xc = x[:, shared]
+        k = int(min(_K_MAX, max(_K_MIN, math.isqrt(len(seen)))))
+        log_pi = torch.zeros(len(seen), device=dev)
+        for block in comp.blocks:
+            use = untouched(block)
+            event = torch.ones(len(seen), device=dev)
+            for s in block:
+                event = event * masks[s].float()
+            cand = torch.nonzero(use).squeeze(1)
+            kk = min(k, cand.numel())
+            nb = torch.cdist(xc, xc[cand]).topk(kk, largest=False).indices
+            log_pi = log_pi + event[cand][nb].mean(1).clamp_min(1e-12).log()
+        w = 1.0 / (-log_pi.exp()).log1p().exp().clamp_min(1.0 / (2 * k))
+        g = torch.Generator(device=dev).manual_seed(seed)
+        idx = torch.multinomial(w, len(seen), replacement=True, generator=g)
+        fit("shared", prior.factors["shared"], xc[idx], xc[idx, :0])
+    for r, (block, g_idx) in enumerate(zip(comp.blocks, groups, strict=True)):
+        if g_idx:
+            use = untouched(block)
+            fit(f"block{r}", prior.factors[f"block{r}"], x[use][:, g_idx], x[use][:, shared])
+    if rest:
+        fit("rest", prior.factors["rest"], x[:, rest], x[:, :0])
+    prior.eval()
+
+    likelihoods: dict[str, nn.Module] = {}
+    for block in comp.blocks:
+        use = untouched(block)
+        for z in block:
+            m = copy.deepcopy(model.components[_key(z)])
+            idx = [feats.index(f) for f in model.context_of(z)]
+            zt = model.columns.tensor(seen, [z], device=dev)
+            h = fit_component(m, _fn(m.model, z), (zt[use], x[use][:, idx]), name=z, **fit_kw)
+            history[z] = {"rows": int(use.sum()), "steps": h.steps}
+            m.eval()
+            likelihoods[z] = m
+    info = {
+        "shared": sorted(comp.shared),
+        "groups": [sorted(g) for g in comp.groups],
+        "rest": [feats[j] for j in rest],
+        "fits": history,
+    }
+    out = SelectionAware(prior, likelihoods, info)
+    cache[key] = out
+    return out
+
+
+#: the methods whose target the selection-aware pieces correct
+CORRECTED = ("langevin", "nuts", "svi")
+#: the choices of their ``selection`` option (as ``plan``'s)
+CHOICES = ("auto", "odds", "rarity")
+
+
+@contextlib.contextmanager
+def corrected(
+    problem: Problem, choice: str, *, seed: int = 0, progress: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Run the body with the selection-aware pieces swapped into the model when they apply
+    (``choice`` ``"auto"`` or ``"odds"``); yields the ``info`` entries ``selection``
+    (``"odds"`` or ``"none"``), ``selection_reason`` and, when applied, ``selection_fits``.
+
+    :raises OptionError: for an unknown choice, or ``"odds"`` where it does not apply.
+    """
+    from sedge_pyro.errors import OptionError
+
+    if choice not in CHOICES:
+        raise OptionError(f"selection={choice!r}: expected one of {', '.join(CHOICES)}")
+    if choice == "rarity":
+        yield {"selection": "none", "selection_reason": "asked for (selection='rarity')"}
+        return
+    out = selection_aware(problem, seed=seed, progress=progress)
+    if isinstance(out, str):
+        if choice == "odds":
+            raise OptionError(f"selection='odds' does not apply to this target: {out}")
+        yield {"selection": "none", "selection_reason": out}
+        return
+    with out.applied(problem.model):
+        yield {
+            "selection": "odds",
+            "selection_reason": (
+                "no training row meets the whole target: prior and likelihoods refit block "
+                "by block on the rows the selection did not touch"
+            ),
+            "selection_fits": out.info,
+        }
