@@ -361,6 +361,7 @@ REQUIRED = {
     "fit": ["g.json", "train.csv", "-o", "m.pt"],
     "sample": ["m.pt", "--target", "z1=1"],
     "convert": ["old.pt", "new.safetensors"],
+    "backtest": ["train.csv", "--graph", "g.json", "--target", "z1=1"],
 }
 
 
