@@ -108,8 +108,11 @@ def sample_plan(
         \in A_r \mid X_c)` estimated on the rows the selection cannot have touched. ``"auto"``
         (default): ``"odds"`` when it applies (every target spec is an event of positive
         probability, no training row meets the whole target, and the target lies in one
-        component), else ``"rarity"``; ``info["selection"]`` says which ran and
-        ``info["selection_reason"]`` why.
+        component), else ``"rarity"``, and ``"rarity"`` too for a component whose odds
+        rest on fewer than ``min_ess`` effective rows while the rarity form's do not (where
+        :math:`\Pi(X_c)` is near 1 the training rows thin out, and the odds' variance beats
+        the rarity form's bias; on a three-block chain: ESS 9 against 636);
+        ``info["selection"]`` says which ran and ``info["selection_reason"]`` why.
     :returns: :class:`Draws` with per-draw ``log_weight`` (the importance weight of the draw
         before resampling, 0 when there was none), and in ``info`` the identification
         ``status``, the ``factorization`` text, the smallest effective sample size
@@ -140,6 +143,21 @@ def sample_plan(
     posterior: torch.Tensor | None = None
     for comp, comp_terms in zip(res.components, plan.by_component(), strict=True):
         feats, lw, comp_ess, frac = plan.run(comp_terms, total, oversample)
+        if selection == "auto" and plan.selection == "odds" and comp_ess < min_ess:
+            # the odds rest on few rows where prod_r P(A_r | X_c) is near 1 (positivity in X_c
+            # nearly fails): the rarity form's bias beats that variance when its ESS is fine
+            plan.selection = "rarity"
+            rarity = plan.run(comp_terms, total, oversample)
+            if rarity[2] >= min_ess:
+                odds_ess = comp_ess
+                feats, lw, comp_ess, frac = rarity
+                plan.selection_reason = (
+                    f"the odds' importance resampling rested on an effective {odds_ess:.0f} "
+                    f"rows (under min_ess={min_ess:g}): the rarity form of Eq. (3) was used, "
+                    "biased as far as the held-out combination is not rare"
+                )
+            else:
+                plan.selection = "odds"
         if comp_ess < min_ess and plan.can_use_mcmc(comp):
             if posterior is None:
                 posterior = _posterior_draws(problem, n, chains, generator)

@@ -69,3 +69,33 @@ def test_selection_option_is_checked(fitted):
     model, _ = fitted
     with pytest.raises(sp.OptionError, match="selection='exact'"):
         model.sample(TARGET, n=10, method="plan", selection="exact")
+
+
+def test_auto_falls_back_to_rarity_where_the_odds_rest_on_few_rows():
+    # three blocks chained through x2 and x4: where both other events are near-certain the
+    # training rows thin out, and the odds' importance weights collapse onto a few of them
+    from sedge_pyro.datasets import Mechanism
+
+    data = sp.datasets.synthetic(
+        24_000,
+        seed=0,
+        features={f"x{i}": (0.0, 1.0) for i in range(1, 11)},
+        specs={
+            "z1": Mechanism(("x1", "x2"), (0.8, 0.6)),
+            "z2": Mechanism(("x2", "x3", "x4"), (0.6, 0.5, 0.5)),
+            "z3": Mechanism(("x4", "x5"), (0.7, 0.7)),
+            "z4": Mechanism(("x5", "x6"), (0.8, 0.6)),
+        },
+        novel={
+            "z1": sp.Interval(high=0.88),
+            "z2": sp.Interval(low=0.83),
+            "z3": sp.Interval(high=0.88),
+        },
+    )
+    model = sp.SEDGEModel(data.graph, prior="empirical").fit(data.seen, steps=30, progress=False)
+    target = dict(data.novel)
+    odds = model.sample(target, n=1000, method="plan", seed=0, selection="odds")
+    assert odds.info["ess"] < 100
+    auto = model.sample(target, n=1000, method="plan", seed=0)
+    assert auto.info["selection"] == "rarity" and auto.info["ess"] >= 100
+    assert "the odds' importance resampling rested on an effective" in auto.info["selection_reason"]
