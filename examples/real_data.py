@@ -82,7 +82,7 @@ def scorer(held: pd.DataFrame, k: int, seed: int = 0):
 def main() -> None:
     """Run the four steps and print what each produced."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter fits (under 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="shorter model fits (not langevin's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-csv", metavar="PATH", help="write the training rows (and graph)")
     args = parser.parse_args()
@@ -130,8 +130,11 @@ def main() -> None:
     print(f"fitted in {time.perf_counter() - t0:.0f} s")
     draws: dict[str, pd.DataFrame] = {}
     for method, options in [("plan", {"n": 1000}), ("langevin", {"n": 500, "chains": 4})]:
+        t0 = time.perf_counter()
         s = model.sample(TARGET, method=method, seed=args.seed, **options)
+        print(f"{method} sampled in {time.perf_counter() - t0:.0f} s")
         print(s.diagnose())
+        print(f"  selection: {s.info['selection']} ({s.info['selection_reason']})")
         d = s.to_dataframe()[FEATURES]
         sat = model.spec_probability(d, TARGET)["all"]
         print(
