@@ -69,6 +69,10 @@ SELECTIONS = ("auto", "odds", "rarity")
 #: conditioning values count as discrete when there is at most one distinct value per this
 #: many training rows
 _ROWS_PER_VALUE = 5
+#: the odds are unreliable where 1 - Pi is under this many over k (a few neighbour misses) ...
+_ODDS_RESOLUTION = 3.0
+#: ... and a component falls back to the rarity form when that holds this share of the weight
+_UNRELIABLE_SHARE = 0.1
 #: bound on particle-by-row distances held at once
 _MAX_DISTANCES = 1 << 22
 
@@ -109,9 +113,12 @@ def sample_plan(
         (default): ``"odds"`` when it applies (every target spec is an event of positive
         probability, no training row meets the whole target, and the target lies in one
         component), else ``"rarity"``, and ``"rarity"`` too for a component whose odds
-        rest on fewer than ``min_ess`` effective rows while the rarity form's do not (where
-        :math:`\Pi(X_c)` is near 1 the training rows thin out, and the odds' variance beats
-        the rarity form's bias; on a three-block chain: ESS 9 against 636);
+        are ill-conditioned while the rarity form's resampling is sound: the odds rest on
+        fewer than ``min_ess`` effective rows, or over 10% of their weight sits where
+        :math:`1 - \Pi(X_c)` is under 3 / ``k`` (a few neighbours' misses decide it). Where
+        :math:`\Pi(X_c)` nears 1 the training rows thin out, and the odds' variance and the
+        estimate's nonlinearity beat the rarity form's bias (a three-block chain: 92% of the
+        weight there, 8.1x the floor against the rarity form's 1.5x);
         ``info["selection"]`` says which ran and ``info["selection_reason"]`` why.
     :returns: :class:`Draws` with per-draw ``log_weight`` (the importance weight of the draw
         before resampling, 0 when there was none), and in ``info`` the identification
@@ -142,19 +149,26 @@ def sample_plan(
     fixed: dict[str, torch.Tensor] = {}
     posterior: torch.Tensor | None = None
     for comp, comp_terms in zip(res.components, plan.by_component(), strict=True):
+        plan.unreliable = 0.0
         feats, lw, comp_ess, frac = plan.run(comp_terms, total, oversample)
-        if selection == "auto" and plan.selection == "odds" and comp_ess < min_ess:
+        thin = plan.unreliable > _UNRELIABLE_SHARE
+        if selection == "auto" and plan.selection == "odds" and (comp_ess < min_ess or thin):
             # the odds rest on few rows where prod_r P(A_r | X_c) is near 1 (positivity in X_c
             # nearly fails): the rarity form's bias beats that variance when its ESS is fine
             plan.selection = "rarity"
             rarity = plan.run(comp_terms, total, oversample)
             if rarity[2] >= min_ess:
-                odds_ess = comp_ess
+                why = (
+                    f"{plan.unreliable:.0%} of the odds' weight sat where 1 - prod_r P(A_r | "
+                    "X_c) rests on a few neighbours' misses"
+                    if thin
+                    else f"the odds' importance resampling rested on an effective "
+                    f"{comp_ess:.0f} rows (under min_ess={min_ess:g})"
+                )
                 feats, lw, comp_ess, frac = rarity
                 plan.selection_reason = (
-                    f"the odds' importance resampling rested on an effective {odds_ess:.0f} "
-                    f"rows (under min_ess={min_ess:g}): the rarity form of Eq. (3) was used, "
-                    "biased as far as the held-out combination is not rare"
+                    f"{why}: the rarity form of Eq. (3) was used, biased as far as the "
+                    "held-out combination is not rare"
                 )
             else:
                 plan.selection = "odds"
@@ -262,6 +276,7 @@ class _Plan:
                 self.weights[e.spec] = torch.as_tensor(mask, dtype=torch.float32).to(self.device)
         self._groups: dict[tuple[int, ...], tuple[torch.Tensor, int] | None] = {}
         self.selection, self.selection_reason = self._selection(selection)
+        self.unreliable = 0.0
 
     def _selection(self, choice: str) -> tuple[str, str]:
         """Which estimate of the weight terms applies (see ``sample_plan``), and why."""
@@ -359,6 +374,7 @@ class _Plan:
             if lhs_free:
                 if pending and rhs_free:
                     log_w = log_w + self._log_odds(log_pi)
+                    self._note_unreliable(log_w, log_pi)
                     values, kept, e, f = self._resample(values, log_w, kept, n_out)
                     ess, frac = min(ess, e), min(frac, f)
                     log_w = torch.zeros(n_out, device=self.device)
@@ -372,6 +388,7 @@ class _Plan:
         if pending or log_w.shape[0] != n_out:
             if pending:
                 log_w = log_w + self._log_odds(log_pi)
+                self._note_unreliable(log_w, log_pi)
             values, kept, e, f = self._resample(values, log_w, kept, n_out)
             ess, frac = min(ess, e), min(frac, f)
         return values, kept, ess, frac
@@ -488,6 +505,19 @@ class _Plan:
             return torch.zeros_like(log_pi)
         floor = 1.0 / (2 * self.k)
         return log_pi - (-log_pi.exp()).log1p().clamp_min(math.log(floor))
+
+    def _note_unreliable(self, log_w: torch.Tensor, log_pi: torch.Tensor) -> None:
+        r"""Record the share of the importance weight on particles whose :math:`1 - \Pi` is
+        under :data:`_ODDS_RESOLUTION` / ``k``: there the neighbours' estimate rests on a
+        couple of rows that miss an event, the odds on their count, and a miss more or less
+        changes the weight several times over (``self.unreliable``, the largest share seen).
+        """
+        if self.selection != "odds":
+            return
+        w = (log_w - log_w.max()).exp()
+        thin = (-log_pi.exp()).log1p() < math.log(_ODDS_RESOLUTION / self.k)
+        share = float(w[thin].sum() / w.sum()) if float(w.sum()) > 0 else 0.0
+        self.unreliable = max(self.unreliable, share)
 
     def _untouched(self, events: list[str]) -> torch.Tensor:
         r"""The training rows the selection cannot have touched, as far as ``events`` go:

@@ -71,7 +71,7 @@ def test_selection_option_is_checked(fitted):
         model.sample(TARGET, n=10, method="plan", selection="exact")
 
 
-def test_auto_falls_back_to_rarity_where_the_odds_rest_on_few_rows():
+def test_auto_falls_back_to_rarity_where_the_odds_are_ill_conditioned():
     # three blocks chained through x2 and x4: where both other events are near-certain the
     # training rows thin out, and the odds' importance weights collapse onto a few of them
     from sedge_pyro.datasets import Mechanism
@@ -98,4 +98,6 @@ def test_auto_falls_back_to_rarity_where_the_odds_rest_on_few_rows():
     assert odds.info["ess"] < 100
     auto = model.sample(target, n=1000, method="plan", seed=0)
     assert auto.info["selection"] == "rarity" and auto.info["ess"] >= 100
-    assert "the odds' importance resampling rested on an effective" in auto.info["selection_reason"]
+    assert "the rarity form of Eq. (3) was used" in auto.info["selection_reason"]
+    # the weight sits where 1 - prod_r P(A_r | X_c) rests on a few neighbours' misses
+    assert "of the odds' weight sat where" in auto.info["selection_reason"]
