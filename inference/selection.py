@@ -50,6 +50,8 @@ __all__ = ["CHOICES", "CORRECTED", "BlockPrior", "SelectionAware", "corrected", 
 
 #: rows of the neighbourhood estimating P(A_r | x_c) for the weights of p(x_c)
 _K_MIN, _K_MAX = 10, 200
+#: bound on row-by-candidate distances held at once
+_MAX_DISTANCES = 1 << 22
 #: attribute of the model holding the fitted per-target pieces
 _CACHE = "_selection_aware_cache"
 #: SVI steps at most per piece (held-out early stopping as every fit): the pieces are fit
@@ -145,7 +147,8 @@ class SelectionAware:
 
 
 def _key_of(problem: Problem) -> str:
-    return repr(problem.target)
+    # the target and the device: pieces fit on one device are not moved to another
+    return f"{problem.target!r} on {problem.device}"
 
 
 def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) -> Any:
@@ -224,7 +227,14 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
                 event = event * masks[s].float()
             cand = torch.nonzero(use).squeeze(1)
             kk = min(k, cand.numel())
-            nb = torch.cdist(xc, xc[cand]).topk(kk, largest=False).indices
+            # in chunks: rows x candidates distances of a large table would not fit in memory
+            step = max(1, _MAX_DISTANCES // max(1, cand.numel()))
+            nb = torch.cat(
+                [
+                    torch.cdist(xc[i : i + step], xc[cand]).topk(kk, largest=False).indices
+                    for i in range(0, len(seen), step)
+                ]
+            )
             log_pi = log_pi + event[cand][nb].mean(1).clamp_min(1e-12).log()
         w = 1.0 / (-log_pi.exp()).log1p().exp().clamp_min(1.0 / (2 * k))
         g = torch.Generator(device=dev).manual_seed(seed)
