@@ -54,8 +54,9 @@ _K_MIN, _K_MAX = 10, 200
 _MAX_DISTANCES = 1 << 22
 #: attribute of the model holding the fitted per-target pieces
 _CACHE = "_selection_aware_cache"
-#: SVI steps at most per piece (held-out early stopping as every fit): the pieces are fit
-#: when a target is first sampled, so their budget is the sampler's
+#: SVI steps at most per piece, and no more than the model's own components took (held-out
+#: early stopping as every fit): the pieces are fit when a target is first sampled, so their
+#: budget is the sampler's
 FIT_STEPS = 2000
 
 
@@ -208,7 +209,10 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     inside = set(shared) | {j for g in groups for j in g}
     rest = [j for j in range(len(feats)) if j not in inside]
     prior = BlockPrior(len(feats), shared, groups, rest, hidden=model.hidden).to(dev)
-    fit_kw = {"seed": seed, "progress": progress, "steps": FIT_STEPS}
+    # as many steps as the model's own components took (a quick fit gets quick pieces), at
+    # most FIT_STEPS
+    taken = [int(h.get("steps") or 0) for h in model.history.values()]
+    fit_kw = {"seed": seed, "progress": progress, "steps": min(FIT_STEPS, max(taken) or FIT_STEPS)}
     history: dict[str, Any] = {}
 
     def fit(name: str, module: nn.Module, y: torch.Tensor, ctx: torch.Tensor) -> None:
