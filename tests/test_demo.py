@@ -76,7 +76,7 @@ def test_markdown_table_lists_the_floor_first(small):
     assert len(lines) == 3 + len(small.rows)
 
 
-@pytest.mark.slow  # about a minute; .ci/run runs it after `make test`
+@pytest.mark.slow  # about a minute; .ci/run runs it beside `make test`
 def test_sedge_demo_quick_runs_every_method(tmp_path, capsys):
     # about 45 s on 2 cores: under the 60 s at which a test is marked slow
     code = cli.main(["demo", "--quick", "--quiet", "--out", str(tmp_path / "out")])
