@@ -655,11 +655,7 @@ class Problem:
 
     def grad_log_density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log_density(x), its gradient in x)``, both detached; ``x`` of shape (..., d)."""
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            lp = self.log_density(x)
-            (g,) = torch.autograd.grad(lp.sum(), x)
-        return lp.detach(), g.detach()
+        return _value_and_grad(self.log_density, x)
 
     # ------------------------------------------------------------------ the seen box
 
@@ -707,8 +703,13 @@ class Problem:
 
     def grad_log_density_box(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log_density_box(u), its gradient in u)``, both detached."""
-        with torch.enable_grad():
-            u = u.detach().requires_grad_(True)
-            lp = self.log_density_box(u)
-            (g,) = torch.autograd.grad(lp.sum(), u)
-        return lp.detach(), g.detach()
+        return _value_and_grad(self.log_density_box, u)
+
+
+def _value_and_grad(fn: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(fn(x), its gradient in x)``, both detached (``fn`` sums to a scalar per row)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        lp = fn(x)
+        (g,) = torch.autograd.grad(lp.sum(), x)
+    return lp.detach(), g.detach()
