@@ -113,9 +113,9 @@ class BlockPrior(Prior):
         x = torch.zeros(n, self.dim, device=next(self.parameters()).device)
         with torch.no_grad():
             for name, ys, ctx in self._parts():
-                context = x[:, ctx] if ctx else x[:, :0]
-                d = self.factors[name].condition(context)
-                x[:, ys] = d.sample() if context.shape[-1] else d.sample((n,)).reshape(n, -1)
+                # an empty context still has n rows: the flow's batch is n either way
+                d = self.factors[name].condition(x[:, ctx] if ctx else x[:, :0])
+                x[:, ys] = d.sample().reshape(n, -1)
         return x
 
 

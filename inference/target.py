@@ -432,14 +432,15 @@ class Target:
         r"""The paper's guidance loss (Algorithms 1-2): :math:`\frac1n\sum_i \lVert \hat z_i(x)
         - z_i \rVert^2` in normalised units, shape ``x.shape[:-1]``.
 
-        :math:`\hat z_i` is the likelihood's mean :math:`h_i^\mu(V_i)`; for an interval, the
+        :math:`\hat z_i` is the likelihood's mean :math:`h_i^\mu(V_i)` (a one-dimensional
+        flow's median :math:`T_c(0)`); for an interval, the
         squared distance of the mean to it; for a discrete spec, :math:`(1 - P(z_i \in A_i
         \mid V_i))^2`.
 
         Model C (``structure="joint"``): :math:`\hat z` is the joint Gaussian's mean vector,
         continuous specs only.
 
-        :raises OptionError: for a likelihood without a mean network (flows), a discrete
+        :raises OptionError: for a likelihood without a point prediction, a discrete
             spec of model C, or models D/E.
         """
         m = self.model
@@ -468,12 +469,15 @@ class Target:
             if e.kind != "continuous":
                 total = total + (1 - lik.log_event_prob(ctx, low, high).exp()).pow(2)
                 continue
-            if not hasattr(lik, "loc_scale"):
+            if hasattr(lik, "loc_scale"):
+                loc = lik.loc_scale(ctx)[0]
+            elif hasattr(lik, "median") and getattr(lik, "y_dim", 0) == 1:
+                loc = lik.median(ctx)  # a flow's point prediction
+            else:
                 raise OptionError(
-                    f"loss='squared' needs a Gaussian likelihood; {e.spec!r} has "
-                    f"{type(lik).__name__}: use loss='nll'"
+                    f"loss='squared' needs a likelihood with a point prediction (Gaussian or "
+                    f"one-dimensional flow); {e.spec!r} has {type(lik).__name__}: use loss='nll'"
                 )
-            loc = lik.loc_scale(ctx)[0]
             below = torch.zeros_like(loc) if low is None else (low - loc).clamp_min(0)
             above = torch.zeros_like(loc) if high is None else (loc - high).clamp_min(0)
             total = total + (below + above).pow(2)

@@ -500,6 +500,21 @@ class ConditionalFlow(_ContextMixin, ConditionalDensity):
         ).to_event(1)
         return dist.ConditionalTransformedDistribution(base, list(self.transforms)).condition(c)
 
+    def median(self, context: torch.Tensor) -> torch.Tensor:
+        r"""The median :math:`T_c(0)` for ``y_dim == 1`` (the transforms are monotone), shape
+        ``context.shape[:-1]``; differentiable in ``context``. The flow's point prediction,
+        as a Gaussian's mean is its own (the guidance loss ``"squared"`` of Algorithm 1).
+
+        :raises NotImplementedError: when ``y_dim > 1``.
+        """
+        if self.y_dim != 1:
+            raise NotImplementedError(f"ConditionalFlow with y_dim={self.y_dim} has no median")
+        d = self.condition(context)
+        y = torch.zeros(*d.batch_shape, 1, dtype=context.dtype, device=context.device)
+        for t in d.transforms:
+            y = t(y)
+        return y[..., 0]
+
     def _base_value(self, d: dist.TransformedDistribution, y: torch.Tensor) -> torch.Tensor:
         """:math:`T_c^{-1}(y)`, through the transforms in reverse order."""
         for t in reversed(d.transforms):

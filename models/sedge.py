@@ -22,7 +22,9 @@ rows all have ``S = 1``, which says nothing about it).
 from __future__ import annotations
 
 import copy
+import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,11 +52,14 @@ from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
 from sedge_pyro.options import threads as torch_threads
 
-__all__ = ["STRUCTURES", "SEDGEModel"]
+__all__ = ["AUTO_MARGIN", "STRUCTURES", "SEDGEModel"]
 
 STRUCTURES = ("sparse", "dense", "joint", "reverse", "reverse-factorized")
 LIKELIHOODS = ("auto", "gaussian", "bernoulli", "categorical", "flow")
-PRIORS = ("flow", "empirical", "diffusion", "factorized", "gaussian", "dual")
+PRIORS = ("auto", "flow", "empirical", "diffusion", "factorized", "gaussian", "dual")
+#: ``"auto"`` keeps the flexible candidate (a flow) only where its held-out NLL per row beats
+#: the Gaussian's by more than this many nats; otherwise the simpler Gaussian stays
+AUTO_MARGIN = 0.01
 FORMAT_VERSION = 1
 
 _CLASSES: dict[str, type[nn.Module]] = {
@@ -74,6 +79,22 @@ _CLASSES: dict[str, type[nn.Module]] = {
 }
 
 
+#: component class -> the option value that builds it (:attr:`SEDGEModel.chosen`)
+_KIND = {
+    "GaussianMLP": "gaussian",
+    "BernoulliMLP": "bernoulli",
+    "CategoricalMLP": "categorical",
+    "ConditionalFlow": "flow",
+    "JointGaussian": "joint",
+    "FlowPrior": "flow",
+    "GaussianPrior": "gaussian",
+    "EmpiricalPrior": "empirical",
+    "DiffusionPrior": "diffusion",
+    "DualDivergencePrior": "dual",
+    "FactorizedPrior": "factorized",
+}
+
+
 def _key(name: str) -> str:
     # nn.ModuleDict keys may not contain dots
     return name.replace(".", "\u2024")
@@ -83,10 +104,14 @@ class SEDGEModel(PyroModule):
     """The SEDGE generative model of a graph, fit on training rows (S = 1).
 
     :param graph: the feature -> specification graph.
-    :param likelihood: ``"auto"`` (Gaussian for continuous specs, Bernoulli for 0/1,
-        categorical for labels), ``"gaussian"``, ``"bernoulli"``, ``"categorical"``,
-        ``"flow"`` (conditional spline flow, App. D.2), or a dict spec -> one of these.
-    :param prior: ``"flow"`` (normalizing flow by maximum likelihood), ``"empirical"``
+    :param likelihood: ``"auto"`` (the default: Bernoulli for 0/1, categorical for labels;
+        for a continuous spec the Gaussian MLP of Eq. (4) and the conditional spline flow of
+        App. D.2 are both fit, and the flow is kept only where its held-out NLL is lower by
+        more than :data:`AUTO_MARGIN`: uniform, skewed or bounded noise), ``"gaussian"``,
+        ``"bernoulli"``, ``"categorical"``, ``"flow"``, or a dict spec -> one of these.
+    :param prior: ``"auto"`` (the default: a flow and a full-covariance Gaussian, the flow
+        kept only where its held-out NLL is lower by more than :data:`AUTO_MARGIN`),
+        ``"flow"`` (normalizing flow by maximum likelihood), ``"empirical"``
         (training rows), ``"diffusion"`` (DDPM, for DPS and annealed Langevin),
         ``"factorized"`` (``prod_j p(x_j | pa(x_j))`` along the feature -> feature edges, each a
         Gaussian MLP), ``"gaussian"`` (one full-covariance Gaussian, fit in closed form), or
@@ -97,7 +122,11 @@ class SEDGEModel(PyroModule):
     :param structure: one of :data:`STRUCTURES` (the paper's models A-E).
     :param hidden: hidden layer sizes of the MLPs.
     :param prior_options: extra keyword arguments of the prior's class (e.g.
-        ``{"kind": "spline_coupling"}`` for a flow, ``{"T": 200}`` for diffusion).
+        ``{"kind": "spline_coupling"}`` for a flow, also the flow of ``"auto"``;
+        ``{"T": 200}`` for diffusion).
+
+    What ``"auto"`` chose is :attr:`chosen`; the candidates' held-out NLLs are in
+    ``history[name]["auto"]``.
     :raises SedgeError: for an unknown option, naming it and the choices.
 
     >>> import sedge_pyro as sp
@@ -112,7 +141,7 @@ class SEDGEModel(PyroModule):
         self,
         graph: SpecGraph,
         likelihood: str | Mapping[str, str] = "auto",
-        prior: str | Mapping[str, str] = "flow",
+        prior: str | Mapping[str, str] = "auto",
         structure: str = "sparse",
         *,
         hidden: Sequence[int] = (64, 64),
@@ -208,6 +237,20 @@ class SEDGEModel(PyroModule):
             raise SedgeError(f"structure {self.structure!r} has no feature prior")
         return self.components["prior"]
 
+    @property
+    def chosen(self) -> dict[str, str]:
+        """What each fitted component is, ``"auto"`` resolved: ``{"prior": "flow", "z1":
+        "gaussian", ...}`` (the prior's entry only for models with one).
+        """
+        self._require_fitted()
+        return {
+            ("prior" if key == "prior" else key.replace("\u2024", ".")): _KIND.get(
+                type(m).__name__, type(m).__name__
+            )
+            for key, m in self.components.items()
+            if key == "prior" or key.replace("\u2024", ".") in self.specs
+        }
+
     def _require_fitted(self) -> None:
         if not self.fitted:
             raise SedgeError("the model is not fitted: call model.fit(data) first")
@@ -270,6 +313,7 @@ class SEDGEModel(PyroModule):
             per = choice if isinstance(choice, dict) else dict.fromkeys(self.features, "gaussian")
             return FactorizedPrior(self.graph, per, hidden=self.hidden)
         cls = {
+            "auto": P.FlowPrior,  # the flexible candidate; fit() also tries a Gaussian
             "flow": P.FlowPrior,
             "empirical": P.EmpiricalPrior,
             "diffusion": P.DiffusionPrior,
@@ -472,22 +516,95 @@ class SEDGEModel(PyroModule):
                     if not module.trainable:
                         self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
                         continue
-                h = fit_component(
-                    module,
-                    fn,
-                    tensors,
-                    name=name,
-                    steps=steps,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    lr=lr,
-                    val_fraction=val_fraction,
-                    patience=patience,
-                    seed=seed + i,
-                    progress=progress,
-                )
-                self.history[name] = h.to_dict()
+                fit_kw = {
+                    "name": name,
+                    "steps": steps,
+                    "epochs": epochs,
+                    "batch_size": batch_size,
+                    "lr": lr,
+                    "val_fraction": val_fraction,
+                    "patience": patience,
+                    "seed": seed + i,
+                    "progress": progress,
+                }
+                record = fit_component(module, fn, tensors, **fit_kw).to_dict()
+                rival = self._rival(name, module, seed + i)
+                if rival is not None:
+                    record = self._choose(name, module, record, rival, tensors, fit_kw)
+                self.history[name] = record
         return self
+
+    def _rival(self, name: str, module: nn.Module, seed: int) -> nn.Module | None:
+        """The other candidate of an ``"auto"`` component (a Gaussian for a flow, a flow for
+        a Gaussian), or ``None`` where there is no choice to make.
+        """
+        torch.manual_seed(seed)  # its initialisation, reproducibly
+        if name == "prior":
+            if self.prior_choice != "auto":
+                return None
+            if isinstance(module, P.FlowPrior):
+                return P.GaussianPrior(len(self.features))
+            return self._make_prior()
+        if name not in self.specs or self.likelihood_choice[name] != "auto":
+            return None
+        assert self.columns is not None
+        if self.structure not in ("sparse", "dense") or self.columns[name].kind != "continuous":
+            return None
+        width = len(self.context_of(name))
+        if isinstance(module, L.GaussianMLP):
+            return L.ConditionalFlow(1, width, hidden=self.hidden)
+        return L.GaussianMLP(width, hidden=self.hidden)
+
+    def _choose(
+        self,
+        name: str,
+        module: nn.Module,
+        record: dict[str, Any],
+        rival: nn.Module,
+        tensors: tuple[torch.Tensor, ...],
+        fit_kw: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Fit ``rival`` on the same rows and held-out split as ``module`` and keep whichever
+        :data:`AUTO_MARGIN` favours (the Gaussian unless the flow's held-out NLL is lower by
+        more than it; the Gaussian where nothing is held out). Returns the kept one's history
+        with ``"auto"``: the candidates' held-out NLLs and the choice.
+        """
+        from sedge_pyro.inference.fit import fit_component, split
+
+        rival.to(tensors[0].device)
+        start = time.perf_counter()
+        if isinstance(rival, Prior) and not rival.trainable:  # the closed-form Gaussian
+            val, train = (
+                i.to(tensors[0].device)
+                for i in split(int(tensors[0].shape[0]), fit_kw["val_fraction"], fit_kw["seed"])
+            )
+            x = tensors[0]
+            rival.setup(x[train] if len(train) >= 2 else x)
+            with torch.no_grad():
+                loss = float(-rival.log_prob(x[val]).mean()) if len(val) else math.nan
+            rival.setup(x)
+            other = {"name": name, "steps": 0, "best_val": loss}
+        else:
+            if isinstance(rival, Prior):
+                rival.setup(tensors[0])
+            fn = _fn(rival.model, "X" if name == "prior" else name)
+            other = fit_component(rival, fn, tensors, **fit_kw).to_dict()
+        other["seconds"] = time.perf_counter() - start
+        kind = {id(m): _KIND[type(m).__name__] for m in (module, rival)}
+        losses = {kind[id(module)]: record.get("best_val"), kind[id(rival)]: other["best_val"]}
+        flow, gauss = losses["flow"], losses["gaussian"]
+        pick = (
+            "flow"
+            if all(v is not None and math.isfinite(v) for v in (flow, gauss))
+            and flow < gauss - AUTO_MARGIN
+            else "gaussian"
+        )
+        kept, out = (module, record) if kind[id(module)] == pick else (rival, other)
+        if kept is rival:
+            self.components[_key(name)] = rival
+        out = dict(out)
+        out["auto"] = {"held_out_nll": losses, "chosen": pick, "margin": AUTO_MARGIN}
+        return out
 
     def _prior_rows(self, data: Any, device: torch.device) -> torch.Tensor:
         """The normalised feature tensor of ``prior_data``, checked."""

@@ -273,7 +273,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     model.save(args.output, overwrite=args.overwrite)
     if args.quiet:
         return 0
-    steps = ", ".join(f"{k} {h.get('steps', 0)} steps" for k, h in model.history.items())
+    chosen = model.chosen if model.structure in ("sparse", "dense", "joint") else {}
+    steps = ", ".join(
+        f"{k}{' ' + chosen[k] if k in chosen else ''} {h.get('steps', 0)} steps"
+        for k, h in model.history.items()
+    )
     print(
         f"fitted a {model.structure} SEDGEModel on {len(data)} rows ({steps}) in "
         f"{seconds:.1f} s; saved to {args.output}"
@@ -481,12 +485,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     p.add_argument(
         "--likelihood",
-        help="auto (default), gaussian, bernoulli, categorical, flow, or SPEC=KIND,... per spec",
+        help=(
+            "auto (default: bernoulli/categorical by column, gaussian or flow by held-out "
+            "likelihood), gaussian, bernoulli, categorical, flow, or SPEC=KIND,... per spec"
+        ),
     )
     p.add_argument(
         "--prior",
         help=(
-            "flow (default), empirical, diffusion, factorized, gaussian, dual, or FEATURE=KIND,..."
+            "auto (default: flow or gaussian by held-out likelihood), flow, empirical, diffusion, "
+            "factorized, gaussian, dual, or FEATURE=KIND,..."
         ),
     )
     p.add_argument(

@@ -59,6 +59,11 @@ def test_the_pieces_are_cached_per_target_and_dropped_by_a_refit(fitted):
     assert cache[problem_key] is first
     # the model's own components are back after the run
     assert not isinstance(model.prior, selection.BlockPrior)
+    # the block prior's own draws: every feature, and x2 on its sliver (normalised units)
+    x = first.prior.sample(400)
+    assert x.shape == (400, 3) and bool(x.isfinite().all())
+    x2 = model.columns["x2"].decode(x[:, 1].numpy())
+    assert np.mean((x2 > 0.74) & (x2 < 0.81)) > 0.95
 
 
 @pytest.mark.parametrize(
