@@ -41,7 +41,7 @@ import torch
 
 from sedge_pyro.errors import OptionError, SamplingError, SedgeError
 from sedge_pyro.inference.samples import Samples
-from sedge_pyro.inference.selection import CORRECTED, corrected
+from sedge_pyro.inference.selection import CORRECTED, corrected, diffusion_surrogate
 from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
 from sedge_pyro.inference.verdict import AGREEMENT_ROWS, verdict
 from sedge_pyro.options import device as check_device
@@ -175,11 +175,11 @@ def sample(
     problem = Problem(model, t, dev)
     generator = torch.Generator(device=dev).manual_seed(seed)
     start = time.perf_counter()
-    fixed: Any = (
-        corrected(problem, selection, seed=seed, progress=progress)
-        if selection is not None
-        else contextlib.nullcontext({})
-    )
+    fixed: Any = contextlib.nullcontext({})
+    if selection is not None:
+        fixed = corrected(problem, selection, seed=seed, progress=progress)
+    elif method == "dps" or (method == "langevin" and options.get("kind") == "annealed"):
+        fixed = diffusion_surrogate(problem, seed=seed, progress=progress)
     with fixed as selection_info:
         draws = fn(
             problem, int(n), chains=int(chains), generator=generator, progress=progress, **options

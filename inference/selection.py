@@ -26,6 +26,12 @@ ConditionalFlow` per factor, fit by the same SVI loop as the model's components)
 :func:`selection_aware` fits it and the refit likelihoods for one target, cached on the model.
 The samplers use them through :meth:`SelectionAware.applied`, which swaps them into the model
 for the run. References: Thm 1, Eq. (3), Prop. 4 of the SEDGE paper.
+
+The diffusion-guided methods (``dps``, Algorithm 2, and annealed Langevin) need a prior with
+scores at every noise level, a :class:`~sedge_pyro.models.DiffusionPrior`. On a model with
+another prior, :func:`diffusion_surrogate` fits one for the run (cached like the pieces):
+on draws of the block prior where the pieces apply, so the diffusion has mass in the hole the
+selection left, else on the training rows (what ``prior="diffusion"`` fits).
 """
 
 from __future__ import annotations
@@ -46,7 +52,16 @@ from sedge_pyro.models.likelihoods import ConditionalFlow
 if TYPE_CHECKING:
     from sedge_pyro.inference.target import Problem
 
-__all__ = ["CHOICES", "CORRECTED", "BlockPrior", "SelectionAware", "corrected", "selection_aware"]
+__all__ = [
+    "CHOICES",
+    "CORRECTED",
+    "DIFFUSION_ROWS",
+    "BlockPrior",
+    "SelectionAware",
+    "corrected",
+    "diffusion_surrogate",
+    "selection_aware",
+]
 
 #: rows of the neighbourhood estimating P(A_r | x_c) for the weights of p(x_c)
 _K_MIN, _K_MAX = 10, 200
@@ -58,6 +73,8 @@ _CACHE = "_selection_aware_cache"
 #: early stopping as every fit): the pieces are fit when a target is first sampled, so their
 #: budget is the sampler's
 FIT_STEPS = 2000
+#: draws of the block prior a surrogate diffusion prior is fit on
+DIFFUSION_ROWS = 20_000
 
 
 class BlockPrior(Prior):
@@ -147,6 +164,23 @@ class SelectionAware:
                 model.components[_key(z)] = m
 
 
+def _cache(model: Any) -> dict[str, Any]:
+    """The model's cache of per-target pieces (dropped by :meth:`SEDGEModel.fit`)."""
+    cache = getattr(model, _CACHE, None)
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, _CACHE, cache)
+    return cache
+
+
+def _steps(model: Any) -> int:
+    """As many steps as the model's own components took (a quick fit gets quick pieces), at
+    most :data:`FIT_STEPS`.
+    """
+    taken = [int(h.get("steps") or 0) for h in model.history.values()]
+    return min(FIT_STEPS, max(taken) or FIT_STEPS)
+
+
 def _key_of(problem: Problem) -> str:
     # the target and the device: pieces fit on one device are not moved to another
     return f"{problem.target!r} on {problem.device}"
@@ -177,10 +211,7 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     if len(comps) != 1 or len(comps[0].blocks) < 2 or not specs <= comps[0].specs:
         return "the target's specs are not the blocks of one component"
     comp = comps[0]
-    cache = getattr(model, _CACHE, None)
-    if cache is None:
-        cache = {}
-        object.__setattr__(model, _CACHE, cache)
+    cache = _cache(model)
     key = _key_of(problem)
     if key in cache:
         return cache[key]
@@ -209,10 +240,7 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     inside = set(shared) | {j for g in groups for j in g}
     rest = [j for j in range(len(feats)) if j not in inside]
     prior = BlockPrior(len(feats), shared, groups, rest, hidden=model.hidden).to(dev)
-    # as many steps as the model's own components took (a quick fit gets quick pieces), at
-    # most FIT_STEPS
-    taken = [int(h.get("steps") or 0) for h in model.history.values()]
-    fit_kw = {"seed": seed, "progress": progress, "steps": min(FIT_STEPS, max(taken) or FIT_STEPS)}
+    fit_kw = {"seed": seed, "progress": progress, "steps": _steps(model)}
     history: dict[str, Any] = {}
 
     def fit(name: str, module: nn.Module, y: torch.Tensor, ctx: torch.Tensor) -> None:
@@ -312,3 +340,62 @@ def corrected(
             ),
             "selection_fits": out.info,
         }
+
+
+@contextlib.contextmanager
+def diffusion_surrogate(
+    problem: Problem, *, seed: int = 0, progress: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Run the body with a :class:`~sedge_pyro.models.DiffusionPrior` as the model's prior,
+    for ``dps`` and annealed Langevin on a model fit with another prior. Where the
+    selection-aware pieces apply (:func:`corrected`), they are swapped in and the diffusion is
+    fit on :data:`DIFFUSION_ROWS` draws of their block prior; otherwise on the training rows.
+    A model whose prior is already a diffusion runs as it is. Yields the ``info`` entries
+    ``diffusion_prior`` (what it was fit on) and ``diffusion_fit``, with :func:`corrected`'s.
+    """
+    from sedge_pyro.inference.fit import fit_component
+    from sedge_pyro.models.priors import DiffusionPrior
+    from sedge_pyro.models.sedge import _fn
+
+    model = problem.model
+    if "prior" not in model.components or isinstance(model.prior, DiffusionPrior):
+        yield {}
+        return
+    with corrected(problem, "auto", seed=seed, progress=progress) as info:
+        pieces = info.get("selection") == "odds"
+        key = f"diffusion: {_key_of(problem) if pieces else 'training rows'} on {problem.device}"
+        cache = _cache(model)
+        if key not in cache:
+            with torch.random.fork_rng(
+                devices=[problem.device] if problem.device.type == "cuda" else []
+            ):
+                torch.manual_seed(seed)
+                if pieces:
+                    x = model.components["prior"].sample(DIFFUSION_ROWS)
+                    source = f"{DIFFUSION_ROWS} draws of the selection-aware block prior"
+                else:
+                    x = problem.train_x
+                    source = f"the {len(x)} training rows"
+                prior = DiffusionPrior(problem.dim, hidden=model.hidden).to(problem.device)
+                h = fit_component(
+                    prior,
+                    _fn(prior.model, "X"),
+                    (x,),
+                    name="diffusion",
+                    steps=_steps(model),
+                    seed=seed,
+                    progress=progress,
+                )
+            prior.eval()
+            cache[key] = (prior, {"rows": int(len(x)), "steps": h.steps, "source": source})
+        prior, fit = cache[key]
+        saved = model.components["prior"]
+        model.components["prior"] = prior
+        try:
+            yield {
+                **info,
+                "diffusion_prior": f"fit for this run on {fit['source']}",
+                "diffusion_fit": {"rows": fit["rows"], "steps": fit["steps"]},
+            }
+        finally:
+            model.components["prior"] = saved

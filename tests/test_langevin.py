@@ -207,8 +207,6 @@ def test_langevin_rejects_bad_options_and_priors(exact):
     for options, message in bad:
         with pytest.raises(sp.OptionError, match=message):
             model.sample(TARGET, n=10, method="langevin", **options)
-    with pytest.raises(sp.OptionError, match="needs a diffusion prior"):
-        model.sample(TARGET, n=10, method="langevin", kind="annealed")
     empirical, _ = exact_linear_gaussian(2000, seed=0)
     prior = EmpiricalPrior(3)
     prior.setup(torch.zeros(5, 3))

@@ -86,3 +86,27 @@ def test_selection_is_a_checked_choice(fitted):
     model, _ = fitted
     with pytest.raises(sp.OptionError, match="selection='exact'"):
         model.sample(EVENT, n=10, method="svi", steps=10, selection="exact")
+
+
+def test_dps_runs_on_the_default_model_with_a_diffusion_fit_for_the_run(fitted, monkeypatch):
+    model, data = fitted
+    monkeypatch.setattr(selection, "DIFFUSION_ROWS", 4000)
+    own = model.prior
+    s = model.sample(EVENT, n=300, method="dps", seed=0)
+    assert "selection-aware block prior" in s.info["diffusion_prior"]
+    assert s.info["diffusion_fit"]["rows"] == 4000 and s.info["selection"] == "odds"
+    assert model.prior is own  # swapped back
+    # the diffusion learned the block prior, which has mass where the target lives: the
+    # draws land near the Oracle's x1 and x3, far from the training rows' means
+    v = s.to_dataframe()[F]
+    seen = data.seen[F]
+    for f in ("x1", "x3"):
+        assert abs(v[f].mean() - data.oracle[f].mean()) < abs(
+            seen[f].mean() - data.oracle[f].mean()
+        )
+    # an IDENTIFIABLE target has no selection hole: the diffusion is fit on the training rows
+    one = model.sample({"z1": sp.Interval(high=0.8)}, n=20, method="langevin", kind="annealed")
+    assert one.info["diffusion_prior"].endswith("training rows")
+    # fit once per target and device
+    keys = [k for k in model.__dict__["_selection_aware_cache"] if k.startswith("diffusion")]
+    assert len(keys) == 2

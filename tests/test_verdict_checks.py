@@ -108,6 +108,20 @@ def test_stuck_langevin_chains_warn(exact):
     assert r["max_r_hat"] > 1.05 and r["min_ess_bulk"] < r["ess_bar"]
 
 
+@pytest.mark.parametrize(
+    ("khat", "warned"), [(0.3, False), (0.69, False), (0.7, True), (1.4, True)]
+)
+def test_svi_warns_when_its_importance_weights_cannot_be_trusted(khat, warned):
+    values = np.random.default_rng(0).normal(size=(1, 200, 1))
+    info = {"khat": khat, "ess": 150.0, "resampled": khat < 0.7}
+    diag, warnings = v.verdict(JOINT, values, ["x1"], {"z1": 1.0}, "svi", info=info)
+    assert diag["importance"]["khat"] == khat
+    assert any(w.startswith("svi's guide does not cover") for w in warnings) is warned
+    # other methods carry no importance weights
+    diag, warnings = v.verdict(JOINT, values, ["x1"], {"z1": 1.0}, "langevin", info=info)
+    assert "importance" not in diag
+
+
 # --------------------------------------------------------------------------- cross-check
 
 
@@ -186,6 +200,36 @@ def test_a_mean_shift_the_mmd_misses_still_warns():
         SPARSE, same, ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(reference)
     )
     assert w == [] and d["agreement"]["mean_shift"] < v.SHIFT_MIN
+
+
+def test_a_small_but_certain_mean_shift_warns():
+    # 0.15 sd in x1 at 2,000 draws each: under SHIFT_MIN, and the MMD ratio under 3, but 4-5
+    # standard errors: one of the two is off by that much
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=(1, 2000, 2))
+    shifted = rng.normal(size=(1, 2000, 2)) + [0.15, 0.0]
+    d, w = v.verdict(
+        SPARSE, shifted, ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(reference)
+    )
+    a = d["agreement"]
+    assert a["mean_shift"] < v.SHIFT_MIN and a["mean_z"]["x1"] > 4 and a["mean_z"]["x2"] < 3
+    assert len(w) == 1 and "their means of x1 differ by 0." in w[0], w
+    # the same shift at 100 draws is within the noise; a certain but tiny one is not worth a
+    # warning (0.05 sd at 20,000 draws)
+    few = v.verdict(
+        SPARSE,
+        shifted[:, :100],
+        ["x1", "x2"],
+        {"z1": 1.0},
+        "svi",
+        reference=_fake_reference(reference[:, :100]),
+    )
+    assert few[1] == []
+    big = rng.normal(size=(1, 20_000, 2))
+    tiny = v.verdict(
+        SPARSE, big + [0.05, 0.0], ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(big)
+    )
+    assert tiny[0]["agreement"]["mean_z"]["x1"] > 3 and tiny[1] == []
 
 
 @pytest.mark.parametrize(

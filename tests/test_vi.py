@@ -68,6 +68,28 @@ def test_svi_interval_target_matches_rejection_sampling(exact):
     assert sp.mmd(s.to_numpy(), keep, permutations=200, seed=0).p_value > 0.01
 
 
+def test_resampling_by_the_importance_weights_corrects_an_underfit_guide(exact):
+    model, data = exact
+    mean, cov = data.posterior(TARGET)
+    sd = np.sqrt(np.diag(cov))
+    # 30 steps leave the guide a standard deviation short of the posterior; its weights
+    # still cover it (k-hat under 0.7), and resampling by them moves the draws' means onto
+    # the exact ones
+    kw = {"n": 2000, "method": "svi", "seed": 0, "steps": 30}
+    raw = model.sample(TARGET, resample=False, **kw)
+    fixed = model.sample(TARGET, **kw)
+    assert fixed.info["resampled"] and not raw.info["resampled"]
+    assert fixed.info["pool"] == 20_000 and raw.info["pool"] == 2000
+    assert fixed.info["khat"] < 0.7
+    gap_raw = np.max(np.abs(raw.to_numpy().mean(0) - mean) / sd)
+    gap_fixed = np.max(np.abs(fixed.to_numpy().mean(0) - mean) / sd)
+    assert gap_raw > 0.5, gap_raw
+    assert gap_fixed < 0.1, gap_fixed
+    # duplicates are counted
+    assert 1000 < fixed.info["distinct"] < 2000
+    assert fixed.diagnose().to_dict()["diagnostics"]["importance"]["resampled"] is True
+
+
 def test_svi_is_reproducible_and_shaped_by_chains(exact):
     model, _ = exact
     kw = {"n": 30, "method": "svi", "chains": 2, "steps": 50, "num_particles": 2}
