@@ -668,9 +668,17 @@ def mean_z(
 
 
 def _markov_ess(values: np.ndarray, features: Sequence[str]) -> float | None:
-    """The smallest bulk ESS over features of Markov draws (ArviZ), or ``None``."""
+    """The smallest bulk ESS over features of Markov draws (ArviZ), or ``None``. One chain is
+    split in two (ArviZ wants two), as split R-hat splits it.
+    """
+    x = np.asarray(values, dtype=float)
+    if x.shape[0] < 2:
+        half = x.shape[1] // 2
+        if half < 4:
+            return None
+        x = np.stack([x[0, :half], x[0, half : 2 * half]])
     try:
-        figures = chain_figures(values, features)
+        figures = chain_figures(x, features)
     except Exception:  # noqa: BLE001 - one chain too short for ArviZ: use the count
         return None
     esses = [f["ess_bulk"] for f in figures.values() if f["ess_bulk"] is not None]

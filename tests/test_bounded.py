@@ -15,7 +15,7 @@ import torch
 from known_models import exact_linear_gaussian
 
 import sedge_pyro as sp
-from sedge_pyro.inference.target import BOX_MARGIN, Problem, Target
+from sedge_pyro.inference.target import Problem, Target, box_margin
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def far(small):
 def _box(model):
     seen = model.seen[list(model.features)]
     lo, hi = seen.min().to_numpy(), seen.max().to_numpy()
-    w = hi - lo
-    return lo - BOX_MARGIN * w, hi + BOX_MARGIN * w
+    w = (hi - lo) * box_margin(len(seen))
+    return lo - w, hi + w
 
 
 def test_the_far_target_posterior_reaches_beyond_the_seen_range(small, far):
