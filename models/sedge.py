@@ -538,12 +538,12 @@ class SEDGEModel(PyroModule):
         """The other candidate of an ``"auto"`` component (a Gaussian for a flow, a flow for
         a Gaussian), or ``None`` where there is no choice to make.
         """
-        torch.manual_seed(seed)  # its initialisation, reproducibly
         if name == "prior":
             if self.prior_choice != "auto":
                 return None
             if isinstance(module, P.FlowPrior):
                 return P.GaussianPrior(len(self.features))
+            torch.manual_seed(seed)  # its initialisation, reproducibly
             return self._make_prior()
         if name not in self.specs or self.likelihood_choice[name] != "auto":
             return None
@@ -551,6 +551,7 @@ class SEDGEModel(PyroModule):
         if self.structure not in ("sparse", "dense") or self.columns[name].kind != "continuous":
             return None
         width = len(self.context_of(name))
+        torch.manual_seed(seed)
         if isinstance(module, L.GaussianMLP):
             return L.ConditionalFlow(1, width, hidden=self.hidden)
         return L.GaussianMLP(width, hidden=self.hidden)
