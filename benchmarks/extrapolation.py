@@ -9,8 +9,9 @@ Each variant (:data:`VARIANTS`) is a function ``(n, seed) -> SyntheticData`` bui
 binary specs) is the target. For each variant and seed (new data, new fits, new draws) the
 script fits the **default** ``sp.SEDGEModel(data.graph)`` on the Seen rows (default fit
 settings; ``--steps`` caps them for quick runs) and samples the event with each method of
-:data:`METHODS`. ``dps`` and annealed Langevin need a diffusion prior: when the default model
-raises :class:`~sedge_pyro.SedgeError` for a method, a second model
+:data:`METHODS`. The default model runs ``dps`` and annealed Langevin on a diffusion prior
+fit for the run (``inference/selection.py``); should it raise
+:class:`~sedge_pyro.SedgeError` for a method, a second model
 ``sp.SEDGEModel(graph, prior="diffusion")`` is fit (once per variant and seed) and the method
 runs on it; its row is labelled ``"<method> (diffusion prior)"`` and the default model's error
 is kept in the JSON. A method that still raises is recorded as unavailable with its error.
