@@ -129,12 +129,12 @@ def test_backtest_holds_out_and_scores(population):
 def test_unavailable_method_is_recorded(paper):
     seen, _, graph = paper
     bt = sp.backtest(
-        graph, seen, TARGET, methods=["plan", "dps"], steps=20, draws=100, progress=True
+        graph, seen, TARGET, methods=["plan", "direct"], steps=20, draws=100, progress=True
     )
-    dps = bt.table[bt.table["method"] == "dps"].iloc[0]
-    assert dps["status"] == "unavailable" and "DiffusionPrior" in dps["error"]
+    direct = bt.table[bt.table["method"] == "direct"].iloc[0]
+    assert direct["status"] == "unavailable" and "direct" in direct["error"]
     assert bt.best == "plan"
-    assert "unavailable dps" in str(bt)
+    assert "unavailable direct" in str(bt)
 
 
 def test_verdict_warns_above_three_times_the_floor():
