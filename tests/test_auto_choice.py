@@ -34,8 +34,8 @@ def table(n: int, seed: int, *, uniform: bool) -> pd.DataFrame:
     )
 
 
-def fit(data: pd.DataFrame, **kw) -> sp.SEDGEModel:
-    return sp.SEDGEModel(GRAPH, **kw).fit(data, steps=300, lr=3e-3, progress=False, seed=0)
+def fit(data: pd.DataFrame, steps: int = 300, **kw) -> sp.SEDGEModel:
+    return sp.SEDGEModel(GRAPH, **kw).fit(data, steps=steps, lr=3e-3, progress=False, seed=0)
 
 
 def test_uniform_noise_and_features_choose_flows():
@@ -52,23 +52,27 @@ def test_uniform_noise_and_features_choose_flows():
 
 
 def test_gaussian_data_keeps_gaussians():
-    m = fit(table(2000, 1, uniform=False))
+    data = table(2000, 1, uniform=False)
+    m = fit(data)
     assert m.chosen == {"z1": "gaussian", "z2": "gaussian", "prior": "gaussian"}
     assert isinstance(m.prior, GaussianPrior) and isinstance(m.likelihood("z2"), GaussianMLP)
     # the closed-form Gaussian prior ends up fit on every row, as prior="gaussian" fits it
-    same = fit(table(2000, 1, uniform=False), prior="gaussian")
-    assert np.allclose(m.prior.loc.numpy(), same.prior.loc.numpy())
+    x = m.tensors(data)["X"].double()
+    assert np.allclose(m.prior.loc.numpy(), x.mean(0).numpy(), atol=1e-5)
+    cov = np.cov(x.numpy().T, bias=True)
+    tril = m.prior.scale_tril.double().numpy()
+    assert np.allclose(tril @ tril.T, cov, atol=1e-4)
     nll = m.history["prior"]["auto"]["held_out_nll"]
     assert nll["flow"] >= nll["gaussian"] - AUTO_MARGIN
 
 
 def test_named_choices_are_not_replaced(tmp_path):
     data = table(600, 2, uniform=True)
-    m = fit(data, likelihood="gaussian", prior="flow")
+    m = fit(data, steps=100, likelihood="gaussian", prior="flow")
     assert m.chosen == {"z1": "gaussian", "z2": "gaussian", "prior": "flow"}
     assert all("auto" not in h for h in m.history.values())
     # an auto model's choice survives a save and load
-    auto = fit(data)
+    auto = fit(data, steps=100)
     path = auto.save(tmp_path / "m.safetensors")
     back = sp.SEDGEModel.load(path)
     assert back.chosen == auto.chosen
@@ -77,7 +81,7 @@ def test_named_choices_are_not_replaced(tmp_path):
 
 def test_tiny_table_keeps_gaussian_likelihood():
     # under 10 rows nothing is held out: no evidence for the flexible candidate
-    m = fit(table(8, 3, uniform=False))
+    m = fit(table(8, 3, uniform=False), steps=50)
     assert m.chosen["z1"] == "gaussian" and m.chosen["prior"] == "gaussian"
 
 
