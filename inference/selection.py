@@ -178,7 +178,7 @@ def _steps(model: Any) -> int:
     most :data:`FIT_STEPS`.
     """
     taken = [int(h.get("steps") or 0) for h in model.history.values()]
-    return min(FIT_STEPS, max(taken) or FIT_STEPS)
+    return min(FIT_STEPS, max(taken, default=0) or FIT_STEPS)
 
 
 def _key_of(problem: Problem) -> str:

@@ -175,10 +175,16 @@ def test_dps_divergence_names_the_method_and_step(diffusion):
         model.sample(TARGET, n=20, method="dps", normalize=False, guidance=1e3)
 
 
-def test_dps_needs_a_diffusion_prior(exact):
+def test_dps_itself_needs_a_diffusion_prior(exact):
+    # model.sample fits a diffusion for the run on a model with another prior
+    # (test_selection_model_based.py); the sampler itself refuses one without
+    from sedge_pyro.inference.guided import sample_dps
+    from sedge_pyro.inference.target import Problem, Target
+
     model, _ = exact
+    problem = Problem(model, Target(model, TARGET, n=5), torch.device("cpu"))
     with pytest.raises(OptionError, match="DiffusionPrior"):
-        model.sample(TARGET, n=5, method="dps")
+        sample_dps(problem, 5, chains=1, generator=torch.Generator(), progress=False)
 
 
 @pytest.mark.parametrize(
