@@ -129,7 +129,8 @@ CROSS_CHECKED = ("langevin", "svi", "nuts", "opt", "dps")
 #: (weighting point targets on continuous specs by the fitted likelihood), the others follow
 #: the fitted prior, so a modest model error shows as a modest excess, not a failure.
 AGREEMENT_RATIO = 3.0
-#: svi's Pareto k-hat at and above which its importance weights are not trusted (warned)
+#: svi's Pareto k-hat at and above which its importance weights are not trusted (Vehtari et
+#: al.'s bar for usable importance sampling): svi does not resample there, and this warns
 KHAT_MAX = 0.7
 #: ... and so are draws whose largest per-feature mean difference to the reference, in pooled
 #: standard deviations, exceeds this and SHIFT_FLOOR_RATIO times the same figure between the

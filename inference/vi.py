@@ -57,6 +57,7 @@ from sedge_pyro import arviz_compat
 from sedge_pyro.errors import OptionError
 from sedge_pyro.inference.sample import Draws, check_finite
 from sedge_pyro.inference.target import Problem
+from sedge_pyro.inference.verdict import KHAT_MAX  # resampled only below it (Vehtari et al.)
 from sedge_pyro.options import choice, flag, number, whole
 
 __all__ = [
@@ -76,9 +77,7 @@ _LR_DECAY = 0.1
 POOL = 10
 #: ... and at most this many rows (never fewer than the draws)
 POOL_MAX = 200_000
-#: the draws are resampled only where the weights can be trusted (Pareto k-hat below this;
-#: Vehtari et al.'s threshold for usable importance sampling)
-KHAT_MAX = 0.7
+
 
 
 def conditioned_model(problem: Problem, bounded: bool = False) -> Any:
