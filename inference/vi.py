@@ -79,7 +79,6 @@ POOL = 10
 POOL_MAX = 200_000
 
 
-
 def conditioned_model(problem: Problem, bounded: bool = False) -> Any:
     r"""The Pyro program of :math:`p(x \mid Z_T = z)` up to a constant, over the site ``X``.
 
