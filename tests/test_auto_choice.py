@@ -38,6 +38,7 @@ def fit(data: pd.DataFrame, steps: int = 300, **kw) -> sp.SEDGEModel:
     return sp.SEDGEModel(GRAPH, **kw).fit(data, steps=steps, lr=3e-3, progress=False, seed=0)
 
 
+@pytest.mark.slow  # .ci/run runs it; `make test` keeps its 10 minutes
 def test_uniform_noise_and_features_choose_flows():
     m = fit(table(2000, 0, uniform=True))
     assert m.chosen == {"z1": "flow", "z2": "bernoulli", "prior": "flow"}
@@ -51,6 +52,7 @@ def test_uniform_noise_and_features_choose_flows():
     assert "auto" not in m.history["z2"]
 
 
+@pytest.mark.slow  # .ci/run runs it; `make test` keeps its 10 minutes
 def test_gaussian_data_keeps_gaussians():
     data = table(2000, 1, uniform=False)
     m = fit(data)

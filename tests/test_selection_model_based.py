@@ -88,6 +88,7 @@ def test_selection_is_a_checked_choice(fitted):
         model.sample(EVENT, n=10, method="svi", steps=10, selection="exact")
 
 
+@pytest.mark.slow  # .ci/run runs it; `make test` keeps its 10 minutes
 def test_dps_runs_on_the_default_model_with_a_diffusion_fit_for_the_run(fitted, monkeypatch):
     model, data = fitted
     monkeypatch.setattr(selection, "DIFFUSION_ROWS", 4000)
