@@ -180,25 +180,26 @@ def test_the_cross_check_warns_of_disagreement_and_records_the_ratio():
     assert d["agreement"]["ratio"] > v.AGREEMENT_RATIO
 
 
+def _checked(values, reference):
+    """The verdict on ``values`` (svi draws of x1, x2) cross-checked against ``reference``."""
+    return v.verdict(
+        SPARSE, values, ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(reference)
+    )
+
+
 def test_a_mean_shift_the_mmd_misses_still_warns():
     # 300 draws shifted by 0.6 sd in one feature: the standardised median-bandwidth MMD sees
     # it as under 3x its floor, the difference of means (0.6 against a split-half 0.1) does not
     rng = np.random.default_rng(1)
     reference = rng.normal(size=(1, 300, 2))
-    shifted = rng.normal(size=(1, 300, 2)) + [0.6, 0.0]
-    d, w = v.verdict(
-        SPARSE, shifted, ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(reference)
-    )
+    d, w = _checked(rng.normal(size=(1, 300, 2)) + [0.6, 0.0], reference)
     a = d["agreement"]
     assert a["ratio"] <= v.AGREEMENT_RATIO
     assert a["mean_shift"] == pytest.approx(0.6, abs=0.15)
     assert a["mean_shift"] > v.SHIFT_FLOOR_RATIO * a["mean_shift_floor"]
     assert len(w) == 1 and "their means differ by up to" in w[0]
     # the same sizes without the shift: no warning
-    same = rng.normal(size=(1, 300, 2))
-    d, w = v.verdict(
-        SPARSE, same, ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(reference)
-    )
+    d, w = _checked(rng.normal(size=(1, 300, 2)), reference)
     assert w == [] and d["agreement"]["mean_shift"] < v.SHIFT_MIN
 
 
@@ -208,27 +209,15 @@ def test_a_small_but_certain_mean_shift_warns():
     rng = np.random.default_rng(2)
     reference = rng.normal(size=(1, 2000, 2))
     shifted = rng.normal(size=(1, 2000, 2)) + [0.15, 0.0]
-    d, w = v.verdict(
-        SPARSE, shifted, ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(reference)
-    )
+    d, w = _checked(shifted, reference)
     a = d["agreement"]
     assert a["mean_shift"] < v.SHIFT_MIN and a["mean_z"]["x1"] > 4 and a["mean_z"]["x2"] < 3
     assert len(w) == 1 and "their means of x1 differ by 0." in w[0], w
     # the same shift at 100 draws is within the noise; a certain but tiny one is not worth a
     # warning (0.05 sd at 20,000 draws)
-    few = v.verdict(
-        SPARSE,
-        shifted[:, :100],
-        ["x1", "x2"],
-        {"z1": 1.0},
-        "svi",
-        reference=_fake_reference(reference[:, :100]),
-    )
-    assert few[1] == []
+    assert _checked(shifted[:, :100], reference[:, :100])[1] == []
     big = rng.normal(size=(1, 20_000, 2))
-    tiny = v.verdict(
-        SPARSE, big + [0.05, 0.0], ["x1", "x2"], {"z1": 1.0}, "svi", reference=_fake_reference(big)
-    )
+    tiny = _checked(big + [0.05, 0.0], big)
     assert tiny[0]["agreement"]["mean_z"]["x1"] > 3 and tiny[1] == []
 
 
