@@ -309,7 +309,7 @@ def dps_step(
         x_t = state.x.detach().requires_grad_(True)
         eps = prior.eps(x_t, t)  # step (b).i.A
         point = prior.predict_x0(x_t, t, eps) if guide_on == "x0" else x_t
-        L = problem.target.loss(point, loss)  # steps (b).ii.A-B
+        L = problem.target.loss(problem.from_prior(point), loss)  # steps (b).ii.A-B
         if guidance > 0:
             (g,) = torch.autograd.grad(L.sum(), x_t)  # step (b).ii.C
         else:
@@ -463,8 +463,8 @@ def sample_dps(
         check_finite(state.x, "dps", f"t={info.t}")
         bar.update()
     bar.close()
-    x = state.x.detach()
     with torch.no_grad():
+        x = problem.from_prior(state.x.detach())
         final = problem.target.loss(x, kind)
         stats: dict[str, Any] = {"loss": final.reshape(chains, n)}
         try:

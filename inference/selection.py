@@ -350,8 +350,13 @@ def diffusion_surrogate(
     for ``dps`` and annealed Langevin on a model fit with another prior. Where the
     selection-aware pieces apply (:func:`corrected`), they are swapped in and the diffusion is
     fit on :data:`DIFFUSION_ROWS` draws of their block prior; otherwise on the training rows.
-    A model whose prior is already a diffusion runs as it is. Yields the ``info`` entries
-    ``diffusion_prior`` (what it was fit on) and ``diffusion_fit``, with :func:`corrected`'s.
+    Either way it is fit on those inside the seen box (:attr:`~sedge_pyro.inference.target.
+    Problem.box`), in the box's unconstrained coordinates (the logit of the position in it,
+    ``problem.prior_in_box`` set while the body runs), so its draws cannot leave the box: fit
+    on the features themselves, a DDPM of 20,000 rows put 20% of the grid's ``tanh`` draws
+    outside the features' range. A model whose prior is already a diffusion runs as it is.
+    Yields the ``info`` entries ``diffusion_prior`` (what it was fit on) and
+    ``diffusion_fit``, with :func:`corrected`'s.
     """
     from sedge_pyro.inference.fit import fit_component
     from sedge_pyro.models.priors import DiffusionPrior
@@ -376,6 +381,9 @@ def diffusion_surrogate(
                 else:
                     x = problem.train_x
                     source = f"the {len(x)} training rows"
+                lo, hi = problem.box
+                x = problem.to_box(x[((x > lo) & (x < hi)).all(-1)])
+                source += " inside the seen box, in its unconstrained coordinates"
                 prior = DiffusionPrior(problem.dim, hidden=model.hidden).to(problem.device)
                 h = fit_component(
                     prior,
@@ -391,6 +399,8 @@ def diffusion_surrogate(
         prior, fit = cache[key]
         saved = model.components["prior"]
         model.components["prior"] = prior
+        problem.prior_in_box = True
+        problem.density_prior = saved if saved.has_log_prob else None
         try:
             yield {
                 **info,
@@ -399,3 +409,5 @@ def diffusion_surrogate(
             }
         finally:
             model.components["prior"] = saved
+            problem.prior_in_box = False
+            problem.density_prior = None

@@ -166,6 +166,49 @@ def test_annealed_with_a_fitted_diffusion_prior_is_roughly_right():
     assert np.allclose(np.cov(v.T), cov, atol=0.1)
 
 
+def test_walkers_start_at_a_draw_of_the_posterior(exact, monkeypatch):
+    from sedge_pyro.inference.target import Problem, Target
+
+    model, data = exact
+    problem = Problem(model, Target(model, TARGET), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x = problem.start_points(4000, g).numpy()
+    mean, cov = data.posterior(TARGET)
+    # prior draws resampled by the likelihood (50,000 of them, an ESS of about 4,000)
+    se = np.sqrt(np.diag(cov) * (1 / 4000 + 1 / 2000))
+    assert np.all(np.abs(x.mean(0) - mean) < 4 * se), (x.mean(0), mean)
+    assert np.allclose(np.cov(x.T), cov, atol=0.06)
+    # a prior that cannot be sampled: training rows weighted by the likelihood instead
+    monkeypatch.setattr(type(model.prior), "sample", _no_sampler)
+    rows = problem.start_points(50, g)
+    train = problem.train_x
+    assert all(bool((train == r).all(-1).any()) for r in rows)
+
+
+def _no_sampler(self, n, *, generator=None):
+    raise NotImplementedError
+
+
+@pytest.mark.slow  # .ci/run runs it
+def test_annealed_on_a_density_prior_is_refined_to_the_posterior():
+    model, data = exact_linear_gaussian(20_000, seed=0)
+    # a Gaussian prior: the diffusion is a surrogate fit for the run, the refinement runs
+    # Metropolis-adjusted moves on the model's own posterior
+    s = model.sample(TARGET, n=1000, method="langevin", chains=2, seed=0, kind="annealed")
+    assert s.info["refine"] == 500 and "diffusion_prior" in s.info
+    mean, cov = data.posterior(TARGET)
+    v = s.to_numpy()
+    # one draw per walker (1,000 walkers a chain): iid standard errors apply
+    se = np.sqrt(np.diag(cov) / len(v))
+    assert np.all(np.abs(v.mean(0) - mean) < 4 * se), (v.mean(0), mean)
+    assert np.allclose(np.cov(v.T), cov, atol=0.05)
+    exact_draws = data.sample_posterior(TARGET, 2000, seed=1)
+    assert sp.mmd(subset(v, 1000), exact_draws, permutations=200, seed=0).p_value > 0.01
+    with pytest.raises(sp.OptionError, match="refine=5"):
+        model.components["prior"] = DiffusionPrior(3, T=20)
+        model.sample(TARGET, n=10, method="langevin", kind="annealed", refine=5)
+
+
 # --------------------------------------------------------------------------- contract
 
 

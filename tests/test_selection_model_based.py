@@ -9,6 +9,7 @@ import pytest
 
 import sedge_pyro as sp
 from sedge_pyro.inference import selection
+from sedge_pyro.inference.target import box_margin
 
 EVENT = {"z1": sp.Interval(high=0.8), "z2": sp.Interval(low=1.0)}
 F = ["x1", "x2", "x3"]
@@ -95,8 +96,14 @@ def test_dps_runs_on_the_default_model_with_a_diffusion_fit_for_the_run(fitted, 
     own = model.prior
     s = model.sample(EVENT, n=300, method="dps", seed=0)
     assert "selection-aware block prior" in s.info["diffusion_prior"]
-    assert s.info["diffusion_fit"]["rows"] == 4000 and s.info["selection"] == "odds"
+    # fit on the draws inside the seen box (its unconstrained coordinates): every dps draw
+    # is inside the training range, however far the guidance pushes
+    assert 3000 < s.info["diffusion_fit"]["rows"] <= 4000 and s.info["selection"] == "odds"
     assert model.prior is own  # swapped back
+    lo, hi = data.seen[F].min(), data.seen[F].max()
+    margin = (hi - lo) * box_margin(len(data.seen))
+    v = s.to_dataframe()[F]
+    assert ((v >= lo - margin) & (v <= hi + margin)).to_numpy().all()
     # the diffusion learned the block prior, which has mass where the target lives: the
     # draws land near the Oracle's x1 and x3, far from the training rows' means
     v = s.to_dataframe()[F]
@@ -106,8 +113,12 @@ def test_dps_runs_on_the_default_model_with_a_diffusion_fit_for_the_run(fitted, 
             seen[f].mean() - data.oracle[f].mean()
         )
     # an IDENTIFIABLE target has no selection hole: the diffusion is fit on the training rows
-    one = model.sample({"z1": sp.Interval(high=0.8)}, n=20, method="langevin", kind="annealed")
-    assert one.info["diffusion_prior"].endswith("training rows")
+    one = model.sample(
+        {"z1": sp.Interval(high=0.8)}, n=20, method="langevin", kind="annealed", refine=20
+    )
+    assert "training rows inside the seen box" in one.info["diffusion_prior"]
+    # refined on the model's own posterior (its prior has a density)
+    assert one.info["refine"] == 20 and one.info["walkers"] == 20
     # fit once per target and device
     keys = [k for k in model.__dict__["_selection_aware_cache"] if k.startswith("diffusion")]
     assert len(keys) == 2

@@ -90,6 +90,25 @@ def test_resampling_by_the_importance_weights_corrects_an_underfit_guide(exact):
     assert fixed.diagnose().to_dict()["diagnostics"]["importance"]["resampled"] is True
 
 
+def test_the_prior_half_of_the_pool_recovers_what_the_guide_misses(exact):
+    model, data = exact
+    mean, cov = data.posterior(TARGET)
+    sd = np.sqrt(np.diag(cov))
+    # one step leaves the Gaussian guide where it started: narrow, at the training rows'
+    # mean, over a standard deviation from the posterior's in x2 and x3
+    opts = {"guide": "mvn", "steps": 1, "bounded": False}
+    alone = model.sample(TARGET, n=1000, method="svi", seed=0, resample=False, **opts).to_numpy()
+    assert np.abs(alone.mean(0) - mean).max() > sd.max()
+    assert (alone.std(0) < 0.5 * sd).all()
+    # drawn against the mixture of guide and prior, the weights find the posterior anyway
+    s = model.sample(TARGET, n=1000, method="svi", seed=0, **opts)
+    assert s.info["resampled"] and s.info["khat"] < 0.7
+    v = s.to_numpy()
+    se = sd / np.sqrt(min(s.info["ess"], s.info["distinct"]))
+    assert np.all(np.abs(v.mean(0) - mean) < 4 * se), (v.mean(0) - mean) / se
+    assert np.allclose(v.std(0), sd, rtol=0.15)
+
+
 def test_svi_is_reproducible_and_shaped_by_chains(exact):
     model, _ = exact
     kw = {"n": 30, "method": "svi", "chains": 2, "steps": 50, "num_particles": 2}
