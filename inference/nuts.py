@@ -10,8 +10,9 @@ step, no batching over draws).
 
 Chains run one after another, each its own :class:`pyro.infer.MCMC` with ``num_chains=1``
 (Pyro's ``num_chains > 1`` forks processes, and on two cores runs them sequentially anyway
-with a warning). Chain ``c`` starts at a training row drawn with the caller's generator
-(Algorithm 1, step 2(a)) and is seeded from an integer drawn from the same generator, inside
+with a warning). Chain ``c`` starts at a prior draw resampled by the target's likelihood
+(:meth:`~sedge_pyro.inference.target.Problem.start_points`), drawn with the caller's
+generator, and is seeded from an integer drawn from the same generator, inside
 :func:`torch.random.fork_rng`, so a run is reproducible and the user's global torch RNG is
 left as it was.
 
@@ -76,8 +77,7 @@ def sample_nuts(
     flag("bounded", bounded)
     problem.log_prior(problem.train_x[:1])  # OptionError for a prior without a density
     dev, d = problem.device, problem.dim
-    train = problem.train_x
-    rows = problem.start_rows(chains, generator)
+    points = problem.start_points(chains, generator)
     seeds = torch.randint(2**31 - 1, (chains,), generator=generator, device=generator.device)
 
     def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -85,8 +85,8 @@ def sample_nuts(
             return -problem.log_density_box(params[_SITE])
         return -problem.log_density(params[_SITE])
 
-    def start(row: int) -> torch.Tensor:
-        x = train[row].detach().clone().to(dev)
+    def start(c: int) -> torch.Tensor:
+        x = points[c].detach().clone().to(dev)
         return problem.to_box(x) if bounded else x
 
     xs, accept, diverging, divergences, rates, sizes, warm = [], [], [], [], [], [], []
@@ -109,7 +109,7 @@ def sample_nuts(
                 kernel,
                 num_samples=n,
                 warmup_steps=warmup,
-                initial_params={_SITE: start(int(rows[c]))},
+                initial_params={_SITE: start(c)},
                 num_chains=1,
                 disable_progbar=not progress,
                 hook_fn=record,
