@@ -32,9 +32,11 @@ run, about 0.2 s) and each a pure function of the draws, the training rows, the 
   the standardised MMD over the split-half floor (as :meth:`Samples.compare`). Over
   :data:`AGREEMENT_RATIO` warns: the sampler, or the fitted densities it follows, and the
   training rows tell two different stories.
-* **importance** (``svi``): the Pareto :math:`\hat k` of the guide's importance weights at
-  or over :data:`KHAT_MAX` warns: the draws are the guide's own, and the guide may miss
-  modes (a two-mode posterior: 13x the MMD floor).
+* **importance** (``svi``): draws resampled from the pool (the default, the prior's draws in
+  it) warn on an ESS under :data:`ESS_MIN`; draws not resampled warn on a Pareto
+  :math:`\hat k` of the guide's importance weights at or over :data:`KHAT_MAX`: the draws
+  are the guide's own, and the guide may miss modes (a two-mode posterior: 13x the MMD
+  floor).
 
 :func:`verdict` runs them all and returns ``(diagnostics, warnings)``: a JSON-ready dict and
 one-line warnings (empty when all is well). A check that fails records its error under
@@ -923,6 +925,16 @@ def verdict(
             "ess": info.get("ess"),
             "resampled": info.get("resampled"),
         }
+        ess = info.get("ess")
+        if info.get("resampled"):
+            if isinstance(ess, int | float) and ess < ESS_MIN:
+                warnings.append(
+                    f"svi's draws were resampled from an effective {ess:.3g} of its pool's "
+                    f"draws (ESS, under {ESS_MIN}): the guide and the prior put little mass "
+                    "where the target is likely (try method='langevin', or svi with more "
+                    "steps)"
+                )
+            return
         if not np.isfinite(khat) or khat >= KHAT_MAX:
             warnings.append(
                 f"svi's guide does not cover p(x | target): Pareto k-hat {khat:.2f} of its "

@@ -122,6 +122,19 @@ def test_svi_warns_when_its_importance_weights_cannot_be_trusted(khat, warned):
     assert "importance" not in diag
 
 
+@pytest.mark.parametrize(("ess", "warned"), [(99.0, True), (100.0, False), (900.0, False)])
+def test_svi_resampled_from_a_defensive_pool_warns_on_a_small_ess(ess, warned):
+    # the pool held the prior's draws: the weights are bounded, resampled whatever k-hat
+    # reads, and the ESS says how many draws the resampling rests on
+    values = np.random.default_rng(0).normal(size=(1, 200, 1))
+    info = {"khat": 0.9, "ess": ess, "resampled": True}
+    _, warnings = v.verdict(JOINT, values, ["x1"], {"z1": 1.0}, "svi", info=info)
+    assert not any(w.startswith("svi's guide does not cover") for w in warnings)
+    assert any(w.startswith("svi's draws were resampled from an effective") for w in warnings) is (
+        warned
+    )
+
+
 # --------------------------------------------------------------------------- cross-check
 
 
