@@ -263,14 +263,15 @@ def sample_langevin(
         ``step_size=None`` and ``warmup >= 40``).
     :param levels: annealed: number of noise levels.
     :param steps_per_level: annealed: Langevin moves per level.
-    :param sigma_max: annealed: the largest noise level, in normalised units.
+    :param sigma_max: annealed: the largest noise level, in the diffusion's coordinates
+        (normalised units; for a diffusion fit for the run, the box's logit coordinates).
     :param refine: annealed: Metropolis-adjusted moves on the model's own posterior after
         the last level (step size and preconditioner adapted over them, as mala's warmup),
         from the annealed draws; ``None``: ``warmup`` where the model's prior has a density
         (a diffusion fit for the run, :func:`~sedge_pyro.inference.selection.
         diffusion_surrogate`), else 0 (a model fit with ``prior="diffusion"``: no density).
     :param bounded: mala/ula: move in the unconstrained coordinates of the training
-        features' range widened by 5% (:meth:`~sedge_pyro.inference.target.Problem.box`), so
+        features' range, barely widened (:meth:`~sedge_pyro.inference.target.Problem.box`), so
         every draw stays where the fitted prior and likelihoods were fit; the target is the
         same posterior restricted to that box. ``False``: move in the features themselves,
         unbounded (the fitted tails decide how far draws go).
@@ -477,8 +478,9 @@ def _annealed(
     surrogate fit for the run), the annealed walkers end with ``refine`` Metropolis-adjusted
     moves on the model's own posterior :math:`p(x) \exp \ell(x)` (mala, in the box,
     adapted as its warmup; ``chains x min(n, MAX_WALKERS)`` walkers), which remove what the
-    surrogate's score error and the unadjusted moves leave (the grid's ``tanh`` variant: 2.05x
-    the MMD floor and a satisfaction 0.046 under the Oracle's without, see the benchmark with).
+    surrogate's score error and the unadjusted moves leave (the grid's ``tanh`` variant, one
+    fitted model: 2.05x the MMD floor and a satisfaction 0.046 under the Oracle's without,
+    0.81x and 0.005 with).
     The annealing still decides where the walkers start: across the modes the noise levels
     connect, where a walker started at one mode would stay.
     """

@@ -64,7 +64,7 @@ def sample_nuts(
     :param step_size: the initial step size (``None``: Pyro's default 1, then its heuristic);
         adapted during warmup either way when ``warmup > 0``.
     :param bounded: run in the unconstrained coordinates of the training features' range
-        widened by 5% (see ``langevin``'s option of the same name); ``False``: unbounded.
+        barely widened (see ``langevin``'s option of the same name); ``False``: unbounded.
     :returns: :class:`Draws`; stats per draw ``log_density``, ``accept_prob``, ``diverging``
         and ``step_size``; info per chain ``divergences``, ``accept_rate``, ``step_size``,
         ``warmup_seconds`` and ``seeds``.

@@ -232,7 +232,7 @@ def sample_svi(
     :param num_transforms: IAF layers (``guide="iaf"``).
     :param hidden: hidden width of each IAF layer's network (``None``: Pyro's default).
     :param bounded: fit the guide in the unconstrained coordinates of the training features'
-        range widened by 5% (see ``langevin``'s option of the same name), so its draws stay
+        range, barely widened (see ``langevin``'s option of the same name), so its draws stay
         in that box; ``False``: a guide on the features themselves, unbounded.
     :param resample: resample the draws from a pool of :data:`POOL` times as many by their
         importance weights when Pareto :math:`\hat k <` :data:`KHAT_MAX` (see the module).
