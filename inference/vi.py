@@ -160,8 +160,9 @@ def importance_diagnostics(log_w: torch.Tensor) -> dict[str, float]:
 
 def _pool(
     problem: Problem, posterior: Any, pool: int, n_prior: int, bounded: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r"""``pool`` draws of the proposal, ``(x, log q(x), log p(x, z))`` in feature units.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    r"""``pool`` draws of the proposal, ``(x, log q(x), log p(x, z), prior draws)`` in feature
+    units.
 
     With ``n_prior`` the proposal is the mixture :math:`(1 - a)\, q + a\, p` of the guide
     and the fitted prior, :math:`a` = ``n_prior / pool``, drawn in those proportions (the
@@ -197,7 +198,7 @@ def _pool(
         a = n_prior / pool
         log_q = torch.logaddexp(math.log1p(-a) + log_q, math.log(a) + problem.log_prior(x))
     log_p = torch.where(inside, log_p, -torch.inf)
-    return x, log_q, log_p
+    return x, log_q, log_p, n_prior
 
 
 def sample_svi(
@@ -240,7 +241,8 @@ def sample_svi(
         (:math:`\log p(x) + \ell(x)`), ``log_weight`` (their difference) and
         ``log_likelihood``; info ``elbo`` (mean of the last 10% of steps), ``ess``,
         ``ess_fraction``, ``khat`` (Pareto :math:`\hat k` of the pool's importance weights),
-        ``steps``, ``guide``, ``pool``, ``resampled``, ``distinct``.
+        ``steps``, ``guide``, ``pool``, ``prior_draws`` (the pool's draws of the prior),
+        ``resampled``, ``distinct``.
     :raises OptionError: for a bad option, or a prior without a density (empirical,
         diffusion).
     :raises SamplingError: when the ELBO or a draw becomes NaN or infinite.
@@ -302,7 +304,7 @@ def sample_svi(
             posterior = q.get_posterior()
             # the guide's draws alone are at least the output, for when the weights fail
             n_prior = min(round(DEFENSIVE * pool), pool - total) if resample else 0
-            x, log_q, log_p = _pool(problem, posterior, pool, n_prior, bounded)
+            x, log_q, log_p, n_prior = _pool(problem, posterior, pool, n_prior, bounded)
             log_w = log_p - log_q
             diagnostics = importance_diagnostics(log_w)
             khat = diagnostics["khat"]
@@ -336,6 +338,7 @@ def sample_svi(
         "elbo": -float(np.mean(tail)),
         **diagnostics,
         "pool": pool,
+        "prior_draws": n_prior,
         "resampled": resampled,
         "distinct": int(torch.unique(pick).numel()),
     }

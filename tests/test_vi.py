@@ -90,7 +90,7 @@ def test_resampling_by_the_importance_weights_corrects_an_underfit_guide(exact):
     assert fixed.diagnose().to_dict()["diagnostics"]["importance"]["resampled"] is True
 
 
-def test_the_prior_half_of_the_pool_recovers_what_the_guide_misses(exact):
+def test_the_prior_half_of_the_pool_recovers_what_the_guide_misses(exact, monkeypatch):
     model, data = exact
     mean, cov = data.posterior(TARGET)
     sd = np.sqrt(np.diag(cov))
@@ -107,6 +107,16 @@ def test_the_prior_half_of_the_pool_recovers_what_the_guide_misses(exact):
     se = sd / np.sqrt(min(s.info["ess"], s.info["distinct"]))
     assert np.all(np.abs(v.mean(0) - mean) < 4 * se), (v.mean(0) - mean) / se
     assert np.allclose(v.std(0), sd, rtol=0.15)
+    assert s.info["prior_draws"] == 5000 and s.info["pool"] == 10_000
+    # a prior that cannot be sampled: the guide's pool alone, trusted only under k-hat 0.7
+    monkeypatch.setattr(type(model.prior), "sample", _no_sampler)
+    s = model.sample(TARGET, n=1000, method="svi", seed=0, **opts)
+    assert s.info["prior_draws"] == 0 and s.info["khat"] > 0.7 and not s.info["resampled"]
+    assert any(w.startswith("svi's guide does not cover") for w in s.warnings)
+
+
+def _no_sampler(self, n, *, generator=None):
+    raise NotImplementedError
 
 
 def test_svi_is_reproducible_and_shaped_by_chains(exact):
