@@ -178,21 +178,23 @@ def _pool(
         except NotImplementedError:
             n_prior = 0
     u = posterior.sample((pool - n_prior,))
+    # the guide's density of its own draws at the draws themselves (no round trip through
+    # the box, which clamps far tails), the prior's draws mapped into the guide's coordinates
+    log_q = posterior.log_prob(u)
+    x = problem.from_box(u) if bounded else u
     if bounded:
-        x = problem.from_box(u)
-    else:
-        x = u
+        log_q = log_q - problem.box_log_jacobian(u)  # change of variables u -> x
+    inside = torch.ones(pool, dtype=torch.bool, device=x.device)
     if x_prior is not None:
+        if bounded:
+            lo, hi = problem.box
+            inside[pool - n_prior :] = ((x_prior > lo) & (x_prior < hi)).all(-1)
+            v = problem.to_box(x_prior)
+            log_q_prior = posterior.log_prob(v) - problem.box_log_jacobian(v)
+        else:
+            log_q_prior = posterior.log_prob(x_prior)
         x = torch.cat([x, x_prior])
-    inside = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    if bounded:
-        lo, hi = problem.box
-        inside = ((x > lo) & (x < hi)).all(-1)
-        inside[: pool - n_prior] = True  # the guide's draws are inside by construction
-        u = problem.to_box(x)
-        log_q = posterior.log_prob(u) - problem.box_log_jacobian(u)  # change of variables
-    else:
-        log_q = posterior.log_prob(x)
+        log_q = torch.cat([log_q, log_q_prior])
     log_p = problem.log_density(x)
     if n_prior:
         a = n_prior / pool
