@@ -463,11 +463,15 @@ TABLE_HEAD = (
 # -- the grid ------------------------------------------------------------------------------
 
 
+def _seeds(args: argparse.Namespace) -> range:
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
 def run_variant(name: str, args: argparse.Namespace, log: Any) -> tuple[list, list]:
     """All seeds of one variant: returns (per-seed data records, cells)."""
     base_rows = 8000 if args.quick else 20_000
     records, cells = [], []
-    for seed in range(args.seeds):
+    for seed in _seeds(args):
         t0 = time.perf_counter()
         data, n, notes = make_data(name, seed, args.draws, base_rows)
         feats = features_of(data)
@@ -633,7 +637,7 @@ def run_diabetes(args: argparse.Namespace, log: Any) -> dict[str, Any]:
         "naive obese only": seen.loc[seen["obese"] == 1, DIABETES_FEATURES],
         "naive progressed only": seen.loc[seen["progressed"] == 1, DIABETES_FEATURES],
     }
-    for seed in range(args.seeds):
+    for seed in _seeds(args):
         floor = sp.mmd_floor(oracle, k, repeats=FLOOR_REPEATS, seed=seed, **RAW)
         floor_std = sp.mmd_floor(oracle, k, repeats=FLOOR_REPEATS, seed=seed, **STD)
         out["floors"].append({"seed": seed, "floor": floor, "floor_std": floor_std})
@@ -835,6 +839,17 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ..."
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="combine runs of other seeds (their --out files) into --out and the figure; "
+        "runs nothing",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="8,000 rows at least, 300 draws, 300 fit steps, lighter svi/langevin/nuts/opt",
@@ -885,6 +900,12 @@ def main() -> None:
         meta["seconds"] = round(time.perf_counter() - start, 1)
         out.write_text(json.dumps(result, indent=2, default=str))
 
+    if args.merge:
+        result = merge(args.merge)
+        meta = result["meta"]
+        args.variants, args.methods = meta["variants"], meta["methods"]
+        report(result, args, out, start)
+        return
     print(TABLE_HEAD, flush=True)
     for name in args.variants:
         t0 = time.perf_counter()
@@ -917,6 +938,58 @@ def main() -> None:
             diabetes = {"error": f"{type(err).__name__}: {err}", "cells": []}
         result["diabetes"] = diabetes
         save()
+
+    report(result, args, out, start)
+
+
+def merge(paths: list[str]) -> dict[str, Any]:
+    """Runs of the same grid on other seeds (``--first-seed``), as one result: the variants'
+    per-seed records and the cells concatenated, the summary recomputed, the first diabetes
+    scenario kept.
+    """
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    meta = dict(runs[0]["meta"])
+    meta["seeds"] = sum(r["meta"]["seeds"] for r in runs)
+    meta["merged"] = list(paths)
+    meta["seconds"] = max(r["meta"].get("seconds", 0.0) for r in runs)  # they ran side by side
+    variants: dict[str, Any] = {}
+    for r in runs:
+        for name, v in r["variants"].items():
+            if "error" in v:
+                variants.setdefault(name, v)
+                continue
+            entry = variants.setdefault(name, {**v, "seeds": [], "seconds": 0.0})
+            entry["seeds"] = entry["seeds"] + v["seeds"]
+            entry["seconds"] += v["seconds"]
+    cells = [c for r in runs for c in r["cells"]]
+    summary = []
+    for name in variants:
+        for key in meta["methods"]:
+            mc = [c for c in cells if c["variant"] == name and c["method"] == key]
+            if mc:
+                summary.append(summarise(mc))
+    result = {"meta": meta, "variants": variants, "summary": summary, "cells": cells}
+    diabetes = next((r["diabetes"] for r in runs if "diabetes" in r), None)
+    if diabetes is not None:
+        result["diabetes"] = diabetes
+    print(TABLE_HEAD, flush=True)
+    for e in summary:
+        mc = [c for c in cells if c["variant"] == e["variant"] and c["method"] == e["method"]]
+        print(table_row(e, mc), flush=True)
+    return result
+
+
+def report(result: dict[str, Any], args: argparse.Namespace, out: Path, start: float) -> None:
+    """The closing tables (best method per variant, silent cells, diabetes), the heatmap and
+    the JSON.
+    """
+    meta = result["meta"]
+    diabetes = result.get("diabetes")
+
+    def save() -> None:
+        if "merged" not in meta:
+            meta["seconds"] = round(time.perf_counter() - start, 1)
+        out.write_text(json.dumps(result, indent=2, default=str))
 
     # summary: best method per variant, and the silent cells
     print("\n## Best method per variant (lowest mean MMD / floor)\n")
