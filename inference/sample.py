@@ -16,6 +16,8 @@ the draws are finite, converts them to raw units, records the settings and the d
 ``svi``       a normalizing-flow guide fit by SVI to the conditioned model
 ``nuts``      Pyro's NUTS on the conditioned model (low-dimensional X)
 ``direct``    models D/E: draws from the fitted :math:`p(X \mid Z)` itself
+``auto``      the method :func:`~sedge_pyro.backtest` finds best on the model's training
+              rows (or on ``backtest=`` a result of yours), with the options it ran with
 ============  ===========================================================================
 
 **Per-draw targets.** A target value may be a 1-D array of ``n`` points (numpy array, list,
@@ -50,7 +52,7 @@ from sedge_pyro.options import seed as check_seed
 if TYPE_CHECKING:
     from sedge_pyro.models.sedge import SEDGEModel
 
-__all__ = ["METHODS", "Draws", "check_finite", "sample"]
+__all__ = ["AUTO_METHODS", "METHODS", "Draws", "check_finite", "sample"]
 
 #: method name -> "module:function" (loaded on first use)
 METHODS: dict[str, str] = {
@@ -62,6 +64,11 @@ METHODS: dict[str, str] = {
     "nuts": "sedge_pyro.inference.nuts:sample_nuts",
     "direct": "sedge_pyro.inference.direct:sample_direct",
 }
+
+#: the methods ``method="auto"`` backtests when it runs the backtest itself: the samplers of
+#: the posterior that stay within minutes (``opt`` and ``dps`` are approximate, ``nuts`` can
+#: stall at its maximum tree depth; pass your own backtest to compare them)
+AUTO_METHODS: tuple[str, ...] = ("plan", "langevin", "svi", "direct")
 
 
 class Draws(NamedTuple):
@@ -149,6 +156,18 @@ def sample(
     """
     if not model.fitted:
         raise SedgeError("the model is not fitted: call model.fit(data) first")
+    if method == "auto":
+        return _sample_auto(
+            model,
+            target,
+            n,
+            chains=chains,
+            seed=seed,
+            device=device,
+            tolerance=tolerance,
+            progress=progress,
+            **options,
+        )
     method = default_method(model) if method is None else method
     fn = _resolve(method)
     selection = None
@@ -212,6 +231,110 @@ def sample(
     return Samples(
         raw, model.features, t.target, method, settings, stats, info, observed=t.observed()
     )
+
+
+def _sample_auto(
+    model: SEDGEModel,
+    target: Mapping[str, Any],
+    n: int,
+    *,
+    backtest: Any = None,
+    chains: int,
+    seed: int,
+    device: str | torch.device | None,
+    tolerance: float | Mapping[str, float] | None,
+    progress: bool,
+    **options: Any,
+) -> Samples:
+    """``method="auto"``: the method :func:`~sedge_pyro.backtest` finds best on the model's own
+    training rows (rare seen combinations like the target, held out), with the options it ran
+    with there. ``info["auto"]`` records the choice and the backtest's verdict; an unreliable
+    backtest (even the best method above 3x the floor, or none qualifying) adds a warning.
+
+    Without ``backtest=``, the backtest runs here over :data:`AUTO_METHODS` (those the model
+    supports) with its defaults: one fit per held-out cell, so minutes on a CPU. To compare
+    other methods or options, run :func:`~sedge_pyro.backtest` yourself and pass it.
+    """
+    from sedge_pyro.backtest import ALIASES, Backtest, _default_methods
+    from sedge_pyro.backtest import backtest as run_backtest
+    from sedge_pyro.errors import DataError
+    from sedge_pyro.expr import Var
+
+    if options:
+        raise OptionError(
+            f"method='auto' has no option {next(iter(options))!r}: it takes the options the "
+            "backtest ran each method with; run sp.backtest(..., methods={name: options}) "
+            "and pass it as backtest="
+        )
+    if backtest is not None and not isinstance(backtest, Backtest):
+        raise OptionError(
+            f"backtest is {type(backtest).__name__}: expected the sp.Backtest that "
+            "sp.backtest returned"
+        )
+    if isinstance(target, Mapping) and any(is_per_draw(v) for v in target.values()):
+        raise OptionError(
+            "method='auto' chooses among samplers of one posterior: per-draw targets need "
+            "method 'opt', 'dps' or 'direct'"
+        )
+    notes: list[str] = []
+    candidates = [m for m in _default_methods(model) if m in AUTO_METHODS]
+    if backtest is None and len(candidates) > 1:
+        if model.seen is None:
+            raise OptionError(
+                "method='auto' backtests on the model's training rows, and this model keeps "
+                "none: pass backtest=sp.backtest(graph, data, target) or name a method"
+            )
+        try:
+            backtest = run_backtest(
+                model.graph,
+                model.seen,
+                target,
+                methods=candidates,
+                model=model,
+                seed=seed,
+                progress=progress,
+                device=model.device if device is None else device,
+            )
+        except DataError as err:  # no seen cell like the target can be held out
+            notes.append(f"no backtest was possible ({err})")
+    chosen, opts = None, {}
+    if backtest is not None:
+        best = backtest.best
+        if best is not None:
+            ran = backtest.settings.get("method_options", {}).get(best)
+            chosen, opts = (ran[0], dict(ran[1] or {})) if ran else ALIASES.get(best, (best, {}))
+        if not backtest.reliable:
+            notes.append(backtest.verdict)
+        asked = {Var(k, v).to_text() for k, v in target.items()}
+        if {Var(k, v).to_text() for k, v in backtest.target.items()} != asked:
+            notes.append("the backtest given was run for another target")
+    fallback = chosen is None
+    if fallback:
+        chosen = default_method(model) if len(candidates) != 1 else candidates[0]
+        if backtest is not None or notes:
+            notes.append(f"fell back to the default method {chosen!r}, unchecked")
+    s = sample(
+        model,
+        target,
+        n,
+        chosen,
+        chains=chains,
+        seed=seed,
+        device=device,
+        tolerance=tolerance,
+        progress=progress,
+        **opts,
+    )
+    s.info["auto"] = {
+        "method": chosen,
+        "options": opts,
+        "label": None if backtest is None else backtest.best,
+        "verdict": None if backtest is None else backtest.verdict,
+        "compared": [] if backtest is None else list(backtest.summary.index),
+    }
+    if notes:
+        s.info["warnings"] = [*s.warnings, "method='auto': " + "; ".join(notes)]
+    return s
 
 
 def _verdict(

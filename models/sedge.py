@@ -734,7 +734,11 @@ class SEDGEModel(PyroModule):
         :param n: draws per chain.
         :param method: ``"plan"`` (default for models A/B: follows :func:`~sedge_pyro.identify`'s
             factorization), ``"opt"`` (Algorithm 1), ``"dps"`` (Algorithm 2), ``"langevin"``,
-            ``"svi"``, ``"nuts"``, or ``"direct"`` (models D/E); see
+            ``"svi"``, ``"nuts"``, ``"direct"`` (models D/E), or ``"auto"``: the method
+            :func:`~sedge_pyro.backtest` finds best on the model's own training rows (rare
+            seen combinations like the target, held out; one fit per held-out cell, so
+            minutes), or on ``backtest=`` a result you ran; an unreliable backtest adds a
+            warning, and ``info["auto"]`` records the choice; see
             :mod:`sedge_pyro.inference.sample`.
         :param chains: independent chains (ArviZ's ``chain`` dimension).
         :param seed: seeds the draws.

@@ -470,6 +470,8 @@ def backtest(
     table = pd.DataFrame(rows, columns=_COLUMNS)
     settings = {
         "methods": list(plan),
+        # label -> [sampler, its options]: what method="auto" runs for the best label
+        "method_options": {k: [m, _jsonable(o)] for k, (m, o) in plan.items()},
         "model": _jsonable(options),
         "draws": draws,
         "min_rows": min_rows,

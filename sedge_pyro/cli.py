@@ -531,7 +531,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=1000, help="draws per chain (default 1000)")
     p.add_argument(
         "--method",
-        help="plan, opt, dps, langevin, svi, nuts, direct (default: plan for models A/B)",
+        help="plan, opt, dps, langevin, svi, nuts, direct, or auto (the method a backtest on "
+        "the model's training rows finds best; minutes) (default: plan for models A/B)",
     )
     p.add_argument("--chains", type=int, default=1, help="independent chains (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")

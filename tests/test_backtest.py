@@ -320,3 +320,83 @@ def test_a_small_cell_that_would_leave_a_value_unseen_says_so_first(paper):
         f"seen in the {len(seen) - counts[small]} other rows (Assumption 1 fails); it also "
         f"has too few rows to score against (min_rows={min_rows})"
     )
+
+
+# ---------------------------------------------------------------------- method="auto"
+
+
+@pytest.fixture(scope="module")
+def fitted(paper):
+    seen, _, graph = paper
+    return sp.SEDGEModel(graph, prior="empirical").fit(seen, steps=20, progress=False)
+
+
+def _backtest(ratios, outside=None, target=TARGET, options=None):
+    """A backtest result by hand: method -> ratio on one cell of 60 rows."""
+    outside = outside or {}
+    rows = [
+        {"cell": "c", "rows": 60, "method": m, "status": "ok", "mmd": 0.1 * r, "floor": 0.1,
+         "ratio": r, "satisfaction": 0.5, "outside": outside.get(m, 0.0), "warnings": 0,
+         "seconds": 0.1, "error": ""}
+        for m, r in ratios.items()
+    ]  # fmt: skip
+    settings = {"method_options": options or {}}
+    return sp.Backtest(pd.DataFrame(rows), [Cell("c", {"z1": 1}, 60)], [], target, settings)
+
+
+def test_auto_samples_with_the_backtests_best_and_its_options(fitted):
+    bt = _backtest(
+        {"plan": 2.0, "langevin": 1.1, "svi": 1.5},
+        options={"langevin": ["langevin", {"warmup": 10, "thin": 2}]},
+    )
+    s = fitted.sample(TARGET, n=30, method="auto", backtest=bt)
+    assert s.method == "langevin" and s.settings["thin"] == 2
+    assert s.info["auto"]["label"] == "langevin"
+    assert s.info["auto"]["compared"] == ["plan", "langevin", "svi"]
+    assert not any("method='auto'" in w for w in s.warnings)
+
+
+def test_auto_warns_when_the_backtest_is_unreliable(fitted):
+    s = fitted.sample(TARGET, n=30, method="auto", backtest=_backtest({"plan": 5.0}))
+    assert s.method == "plan"
+    (line,) = [w for w in s.warnings if w.startswith("method='auto'")]
+    assert "cannot extrapolate reliably" in line
+
+
+def test_auto_falls_back_loudly_without_a_qualifying_method(fitted):
+    # the lower ratio puts 5% of its draws outside the held-out range: no method qualifies
+    bt = _backtest({"svi": 0.9}, outside={"svi": 0.05})
+    s = fitted.sample(TARGET, n=30, method="auto", backtest=bt)
+    assert bt.best is None and s.method == "plan"
+    (line,) = [w for w in s.warnings if w.startswith("method='auto'")]
+    assert "fell back to the default method 'plan'" in line
+
+
+def test_auto_says_when_the_backtest_was_for_another_target(fitted):
+    bt = _backtest({"plan": 1.0}, target={"z1": sp.Interval(high=0.5)})
+    s = fitted.sample(TARGET, n=30, method="auto", backtest=bt)
+    assert any("another target" in w for w in s.warnings)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "culprit"),
+    [
+        ({"backtest": "best"}, "backtest is str"),
+        ({"steps": 10}, "'steps'"),
+        ({"target": {"z1": np.zeros(30)}}, "per-draw"),
+    ],
+)
+def test_auto_bad_input_raises_option_error(fitted, kwargs, culprit):
+    args = {"target": TARGET, **kwargs}
+    with pytest.raises(sp.OptionError, match=culprit):
+        fitted.sample(args.pop("target"), n=30, method="auto", **args)
+
+
+@pytest.mark.slow
+def test_auto_runs_the_backtest_on_the_training_rows(paper):
+    seen, _, graph = paper
+    model = sp.SEDGEModel(graph).fit(seen, steps=200, progress=False)
+    s = model.sample(TARGET, n=200, method="auto")
+    auto = s.info["auto"]
+    assert auto["compared"] == ["plan", "langevin", "svi"]
+    assert auto["label"] in auto["compared"] and s.method == auto["method"]
