@@ -32,9 +32,10 @@ run, about 0.2 s) and each a pure function of the draws, the training rows, the 
   the standardised MMD over the split-half floor (as :meth:`Samples.compare`). Over
   :data:`AGREEMENT_RATIO` warns: the sampler, or the fitted densities it follows, and the
   training rows tell two different stories.
-* **approximate** (``opt``, ``dps``): these methods do not draw from :math:`p(x \mid
-  \text{target})` by construction (a mode-seeker; a guidance that is not the posterior's
-  score), and their verdict always says so (:data:`APPROXIMATE`).
+* **approximate** (``opt``, ``dps``, annealed Langevin without ``refine``): these methods do
+  not draw from :math:`p(x \mid \text{target})` by construction (a mode-seeker; a guidance
+  or unadjusted steps on scores that are not the posterior's), and their verdict always says
+  so (:data:`APPROXIMATE`, :data:`ANNEALED_UNREFINED`).
 * **importance** (``svi``): draws resampled from the pool (the default, the prior's draws in
   it) warn on an ESS under :data:`ESS_MIN`; draws not resampled warn on a Pareto
   :math:`\hat k` of the guide's importance weights at or over :data:`KHAT_MAX`: the draws
@@ -60,6 +61,7 @@ import pandas as pd
 from sedge_pyro.errors import SedgeError
 
 __all__ = [
+    "ANNEALED_UNREFINED",
     "APPROXIMATE",
     "AGREEMENT_RATIO",
     "KHAT_MAX",
@@ -142,6 +144,13 @@ APPROXIMATE = {
         "read 0.5-1.7x): for draws of p(x | target) use plan, langevin or svi"
     ),
 }
+#: annealed Langevin that ends without Metropolis-adjusted moves (``refine=0``, or a prior
+#: with no density to refine on) is approximate too
+ANNEALED_UNREFINED = (
+    "annealed Langevin without refinement follows p(x | target) only approximately "
+    "(unadjusted steps on the diffusion prior's scores, never corrected): for draws of "
+    "p(x | target) use refine > 0 on a prior with a density (the default), plan, langevin or svi"
+)
 #: draws whose MMD to ``plan``'s reference exceeds this many times the split-half floor are
 #: flagged. Correct samplers score about 1 on the linear-Gaussian model with exact densities
 #: (MALA 0.4 with one chain, 1.4 with two; SVI 0.5; NUTS 0.8), MALA stuck at its start 53,
@@ -966,6 +975,9 @@ def verdict(
         if method in APPROXIMATE:
             diag["approximate"] = True
             warnings.append(APPROXIMATE[method])
+        elif method == "langevin" and info.get("kind") == "annealed" and not info.get("refine"):
+            diag["approximate"] = True
+            warnings.append(ANNEALED_UNREFINED)
 
     guarded("approximate", approximate)
     guarded("support", support)

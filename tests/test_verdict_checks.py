@@ -108,6 +108,15 @@ def test_methods_approximate_by_construction_always_say_so(method):
     assert bool(said) is (method in ("opt", "dps")) and diag.get("approximate", False) is bool(said)
 
 
+@pytest.mark.parametrize(("refine", "approximate"), [(0, True), (500, False)])
+def test_annealed_langevin_without_refinement_says_it_is_approximate(refine, approximate):
+    values = np.random.default_rng(0).normal(size=(1, 200, 1))
+    info = {"kind": "annealed", "refine": refine}
+    diag, warnings = v.verdict(JOINT, values, ["x1"], {"z1": 1.0}, "langevin", info=info)
+    assert (v.ANNEALED_UNREFINED in warnings) is approximate
+    assert diag.get("approximate", False) is approximate
+
+
 def test_stuck_langevin_chains_warn(exact):
     options = {"step_size": 1e-6, "warmup": 0, "walkers": 1}
     s = exact.sample(TARGET, n=100, method="langevin", chains=2, seed=0, **options)
