@@ -943,13 +943,16 @@ def main() -> None:
 
 
 def merge(paths: list[str]) -> dict[str, Any]:
-    """Runs of the same grid on other seeds (``--first-seed``), as one result: the variants'
-    per-seed records and the cells concatenated, the summary recomputed, the first diabetes
-    scenario kept.
+    """Runs of the grid on other seeds (``--first-seed``) or variants, as one result: the
+    variants' per-seed records and the cells concatenated, the summary recomputed over every
+    method any run compared, the first diabetes scenario kept.
     """
     runs = [json.loads(Path(p).read_text()) for p in paths]
     meta = dict(runs[0]["meta"])
-    meta["seeds"] = sum(r["meta"]["seeds"] for r in runs)
+    # runs may split the variants (and compare more methods on some): take the unions
+    meta["variants"] = list(dict.fromkeys(v for r in runs for v in r["meta"]["variants"]))
+    meta["methods"] = list(dict.fromkeys(m for r in runs for m in r["meta"]["methods"]))
+    meta["seeds"] = len({c["seed"] for r in runs for c in r["cells"]})
     meta["merged"] = list(paths)
     meta["seconds"] = max(r["meta"].get("seconds", 0.0) for r in runs)  # they ran side by side
     variants: dict[str, Any] = {}
