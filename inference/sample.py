@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from sedge_pyro.errors import OptionError, SamplingError, SedgeError
+from sedge_pyro.errors import DataError, OptionError, SamplingError, SedgeError
+from sedge_pyro.expr import Var
 from sedge_pyro.inference.samples import Samples
 from sedge_pyro.inference.selection import CORRECTED, corrected, diffusion_surrogate
 from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
@@ -255,10 +256,9 @@ def _sample_auto(
     supports) with its defaults: one fit per held-out cell, so minutes on a CPU. To compare
     other methods or options, run :func:`~sedge_pyro.backtest` yourself and pass it.
     """
+    # the backtest fits and samples models: it sits above this module, so it loads here
     from sedge_pyro.backtest import ALIASES, Backtest, _default_methods
     from sedge_pyro.backtest import backtest as run_backtest
-    from sedge_pyro.errors import DataError
-    from sedge_pyro.expr import Var
 
     if options:
         raise OptionError(
@@ -308,8 +308,7 @@ def _sample_auto(
         asked = {Var(k, v).to_text() for k, v in target.items()}
         if {Var(k, v).to_text() for k, v in backtest.target.items()} != asked:
             notes.append("the backtest given was run for another target")
-    fallback = chosen is None
-    if fallback:
+    if chosen is None:
         chosen = default_method(model) if len(candidates) != 1 else candidates[0]
         if backtest is not None or notes:
             notes.append(f"fell back to the default method {chosen!r}, unchecked")
