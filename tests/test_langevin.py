@@ -43,6 +43,23 @@ def test_mala_matches_the_closed_form_posterior(exact):
     assert sp.mmd(subset(v, 2000), exact_draws, permutations=200, seed=0).p_value > 0.01
 
 
+def test_a_walkers_several_draws_are_spaced_not_its_rejected_moves(exact):
+    # 50 walkers, 500 draws: each walker records 10; neighbouring moves would repeat rows
+    # (a rejected MALA move keeps its state), spaced ones rarely do
+    from sedge_pyro.inference.langevin import SPACING
+
+    model, _ = exact
+    runs = {
+        thin: model.sample(
+            TARGET, n=500, method="langevin", seed=0, walkers=50, thin=thin, warmup=100
+        )
+        for thin in (1, None)
+    }
+    repeated = {t: 1 - len(np.unique(s.to_numpy(), axis=0)) / 500 for t, s in runs.items()}
+    assert runs[None].info["thin"] == SPACING and runs[1].info["thin"] == 1
+    assert repeated[1] > 0.2 and repeated[None] < 0.05, repeated
+
+
 def test_mala_detects_a_wrong_posterior(exact):
     model, data = exact
     v = model.sample(TARGET, n=2000, method="langevin", chains=4, seed=0, thin=4).to_numpy()
