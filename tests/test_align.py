@@ -78,6 +78,7 @@ def paper_fit() -> tuple[LatentSEDGE, dict, object]:
     return m, before, data
 
 
+@pytest.mark.slow  # one shared fit of a minute or more; .ci/run runs it
 def test_alignment_recovers_the_latents(paper_fit) -> None:
     """The selection makes the Seen features dependent (corr(x1, x3) = 0.22), so the
     factorised prior's ICA tilts them (measured here: MCC 0.72 and 0.84 for x1, x3); the
@@ -97,6 +98,7 @@ def test_alignment_recovers_the_latents(paper_fit) -> None:
     assert set(m.alignment["scores"]) == labels
 
 
+@pytest.mark.slow  # one shared fit of a minute or more; .ci/run runs it
 def test_aligned_encode_decode_round_trip(paper_fit, tmp_path) -> None:
     aligned, _, data = paper_fit
     y_x, y_z = data.observations_x(data.oracle), data.observations_z(data.oracle)

@@ -249,6 +249,7 @@ def fig2b_fit() -> tuple[LatentSEDGE, tuple[np.ndarray, ...]]:
     return m, data
 
 
+@pytest.mark.slow  # one shared fit of a minute or more; .ci/run runs it
 def test_fig2b_structure_and_mcc(fig2b_fit) -> None:
     m, (x, z, y_x, y_z, _, _) = fig2b_fit
     edges = _true_edges(m, x, z, y_x, y_z)
@@ -260,6 +261,7 @@ def test_fig2b_structure_and_mcc(fig2b_fit) -> None:
     assert min(r_z.per_variable.values()) > 0.9, r_z.per_variable
 
 
+@pytest.mark.slow  # one shared fit of a minute or more; .ci/run runs it
 def test_learned_graph_round_trips_into_identify(fig2b_fit) -> None:
     """The learned graph, the encoded seen rows and a target read off the dropped rows'
     encodings give CONSERVATIVE with X_c the learned counterpart of the true shared x2."""
@@ -281,6 +283,7 @@ def test_learned_graph_round_trips_into_identify(fig2b_fit) -> None:
     assert res.shared == frozenset({shared_x2.matching["x2"]}), (res.shared, m.masks())
 
 
+@pytest.mark.slow  # one shared fit of a minute or more; .ci/run runs it
 def test_save_load_and_checkpoint(tmp_path, fig2b_fit) -> None:
     m, (x, z, y_x, y_z, _, _) = fig2b_fit
     path = m.save(tmp_path / "latent.pt")
