@@ -556,6 +556,9 @@ def run_variant(name: str, args: argparse.Namespace, log: Any) -> tuple[list, li
                     "n_warnings": len(warnings),
                     "warnings": warnings,
                     "silent": bool(ratio > SILENT_RATIO and not warnings),
+                    # the verdict's figures (the cross-check's ratio and mean shifts among
+                    # them), to calibrate its thresholds against the truth
+                    "diagnostics": s.info.get("diagnostics"),
                     "fit_seconds": got["fit_seconds"],
                     "sample_seconds": float(s.info.get("seconds", float("nan"))),
                 }
