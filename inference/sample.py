@@ -276,6 +276,7 @@ def _sample_auto(
             "method='auto' chooses among samplers of one posterior: per-draw targets need "
             "method 'opt', 'dps' or 'direct'"
         )
+    Target(model, target, tolerance=tolerance, n=int(n))  # a bad target names its culprit
     notes: list[str] = []
     candidates = [m for m in _default_methods(model) if m in AUTO_METHODS]
     if backtest is None and len(candidates) > 1:

@@ -147,6 +147,8 @@ class Backtest:
     @property
     def summary(self) -> pd.DataFrame:
         """Per method: cells scored, median ratio, median outside share, total warnings."""
+        if "method" not in self.table.columns:  # a table without rows or columns
+            return pd.DataFrame(columns=_SUMMARY).set_index("method")
         rows = []
         for method, group in self.table.groupby("method", sort=False):
             ok = group[group["status"] == "ok"]

@@ -392,6 +392,18 @@ def test_auto_bad_input_raises_option_error(fitted, kwargs, culprit):
         fitted.sample(args.pop("target"), n=30, method="auto", **args)
 
 
+@pytest.mark.parametrize(("target", "culprit"), [("z1", "target is str"), ({"z9": 1}, "'z9'")])
+def test_auto_bad_target_is_a_target_error_before_the_backtest(fitted, target, culprit):
+    empty = sp.Backtest(pd.DataFrame(), [], [], TARGET)  # never reached
+    with pytest.raises(sp.TargetError, match=culprit):
+        fitted.sample(target, n=30, method="auto", backtest=empty)
+
+
+def test_an_empty_backtest_has_an_empty_summary_and_no_best():
+    bt = sp.Backtest(pd.DataFrame(), [], [], TARGET)
+    assert bt.summary.empty and bt.best is None and "no method" in bt.verdict
+
+
 @pytest.mark.slow
 def test_auto_runs_the_backtest_on_the_training_rows(paper):
     seen, _, graph = paper
