@@ -81,10 +81,25 @@ class BlockPrior(Prior):
     r""":math:`p(x) = p(x_c) \prod_r p(F_r \mid x_c) \, p(x_{\text{rest}})` over the model's
     features (normalised units); each factor a :class:`ConditionalFlow`.
 
+    With ``box=(low, high)`` (the samplers' box, :attr:`~sedge_pyro.inference.target.Problem.
+    box`) every factor is a flow of the features' standardised unconstrained coordinates
+    :math:`v = (\operatorname{logit}((x - l) / (h - l)) - m) / s` (``m``, ``s`` set by
+    :meth:`standardise` from the training rows), and :meth:`log_prob` adds the log-Jacobian
+    :math:`\log |\partial v / \partial x|`: the density is zero outside the box, and a feature
+    with hard edges (a uniform) is smooth in :math:`v`. Fit on the features themselves, a
+    spline flow of eight bins over :math:`[-4, 4]` rounds a uniform's edges off: on the
+    grid's ``wide-x2`` variant, ``x2 ~ U(0, 1)``, the fitted :math:`p(x_2)` held 8.4% of its
+    mass in the top tenth of the range (10% true), exactly where the target lives, and every
+    sampler of the fitted posterior sat 0.1 sd low in ``x2`` (MMD 1.8-3.1x the floor against
+    ``plan``'s 0.7x). The context of a block's factor stays in normalised units.
+
     :param dim: number of features.
     :param shared: indices of :math:`X_c`.
     :param groups: indices of each block's private features :math:`F_r`.
     :param rest: indices of the features of other components.
+    :param hidden: hidden layer sizes of the factors' conditioning networks.
+    :param box: ``(low, high)``, shape ``(dim,)`` each, normalised units; ``None``: the
+        factors model the features themselves (unbounded).
     """
 
     def __init__(
@@ -94,6 +109,7 @@ class BlockPrior(Prior):
         groups: list[list[int]],
         rest: list[int],
         hidden: tuple[int, ...] = (64, 64),
+        box: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         super().__init__(dim)
         self.shared, self.groups, self.rest = shared, groups, rest
@@ -105,6 +121,41 @@ class BlockPrior(Prior):
                 self.factors[f"block{r}"] = ConditionalFlow(len(g), len(shared), hidden=hidden)
         if rest:
             self.factors["rest"] = ConditionalFlow(len(rest), 0, hidden=hidden)
+        self.in_box = box is not None
+        if box is not None:
+            low, high = (torch.as_tensor(b, dtype=torch.float32).reshape(dim) for b in box)
+            self.register_buffer("low", low.clone())
+            self.register_buffer("high", high.clone())
+            self.register_buffer("loc", torch.zeros(dim))
+            self.register_buffer("scale", torch.ones(dim))
+
+    def standardise(self, x: torch.Tensor) -> None:
+        """Set the location and scale of the unconstrained coordinates from rows ``x``
+        (normalised features inside the box, shape ``(n, dim)``); before fitting.
+        """
+        if not self.in_box:
+            return
+        u = self._logit(x)
+        self.loc.copy_(u.mean(0))
+        self.scale.copy_(u.std(0).clamp_min(1e-3) if len(u) > 1 else torch.ones_like(self.scale))
+
+    def _logit(self, x: torch.Tensor) -> torch.Tensor:
+        t = ((x - self.low) / (self.high - self.low)).clamp(1e-6, 1 - 1e-6)
+        return torch.logit(t)
+
+    def to_unconstrained(self, x: torch.Tensor) -> torch.Tensor:
+        """The factors' coordinates ``v`` of features ``x`` (``x`` itself without a box);
+        values on or outside the box's edge are pulled just inside.
+        """
+        if not self.in_box:
+            return x
+        return (self._logit(x) - self.loc) / self.scale
+
+    def from_unconstrained(self, v: torch.Tensor) -> torch.Tensor:
+        """Features of the factors' coordinates ``v`` (inverse of :meth:`to_unconstrained`)."""
+        if not self.in_box:
+            return v
+        return self.low + (self.high - self.low) * torch.sigmoid(v * self.scale + self.loc)
 
     def _parts(self) -> list[tuple[str, list[int], list[int]]]:
         parts = []
@@ -118,21 +169,33 @@ class BlockPrior(Prior):
         return parts
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """The sum of the factors' log-densities, shape ``x.shape[:-1]``."""
+        """The sum of the factors' log-densities, shape ``x.shape[:-1]`` (with a box: plus the
+        log-Jacobian of the coordinates, and ``-inf`` outside the box).
+        """
+        v = self.to_unconstrained(x)
         total = torch.zeros(x.shape[:-1], device=x.device, dtype=x.dtype)
         for name, ys, ctx in self._parts():
             context = x[..., ctx] if ctx else x[..., :0]
-            total = total + self.factors[name].log_prob(x[..., ys], context)
-        return total
+            total = total + self.factors[name].log_prob(v[..., ys], context)
+        if not self.in_box:
+            return total
+        width = self.high - self.low
+        t = ((x - self.low) / width).clamp(1e-6, 1 - 1e-6)
+        jac = -(torch.log(self.scale) + torch.log(width) + torch.log(t) + torch.log1p(-t))
+        inside = ((x > self.low) & (x < self.high)).all(-1)
+        return torch.where(inside, total + jac.sum(-1), torch.full_like(total, -torch.inf))
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws, factor after factor (``x_c`` first); ``generator`` is not used."""
-        x = torch.zeros(n, self.dim, device=next(self.parameters()).device)
+        dev = next(self.parameters()).device
+        x = torch.zeros(n, self.dim, device=dev)
+        v = torch.zeros(n, self.dim, device=dev)
         with torch.no_grad():
             for name, ys, ctx in self._parts():
                 # an empty context still has n rows: the flow's batch is n either way
                 d = self.factors[name].condition(x[:, ctx] if ctx else x[:, :0])
-                x[:, ys] = d.sample().reshape(n, -1)
+                v[:, ys] = d.sample().reshape(n, -1)
+                x[:, ys] = self.from_unconstrained(v)[:, ys]
         return x
 
 
@@ -239,7 +302,10 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     groups = [[feats.index(f) for f in sorted(g)] for g in comp.groups]
     inside = set(shared) | {j for g in groups for j in g}
     rest = [j for j in range(len(feats)) if j not in inside]
-    prior = BlockPrior(len(feats), shared, groups, rest, hidden=model.hidden).to(dev)
+    box = problem.box
+    prior = BlockPrior(len(feats), shared, groups, rest, hidden=model.hidden, box=box).to(dev)
+    prior.standardise(x)
+    v = prior.to_unconstrained(x)
     fit_kw = {"seed": seed, "progress": progress, "steps": _steps(model)}
     history: dict[str, Any] = {}
 
@@ -271,13 +337,13 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
         w = 1.0 / (-log_pi.exp()).log1p().exp().clamp_min(1.0 / (2 * k))
         g = torch.Generator(device=dev).manual_seed(seed)
         idx = torch.multinomial(w, len(seen), replacement=True, generator=g)
-        fit("shared", prior.factors["shared"], xc[idx], xc[idx, :0])
+        fit("shared", prior.factors["shared"], v[idx][:, shared], xc[idx, :0])
     for r, (block, g_idx) in enumerate(zip(comp.blocks, groups, strict=True)):
         if g_idx:
             use = untouched(block)
-            fit(f"block{r}", prior.factors[f"block{r}"], x[use][:, g_idx], x[use][:, shared])
+            fit(f"block{r}", prior.factors[f"block{r}"], v[use][:, g_idx], x[use][:, shared])
     if rest:
-        fit("rest", prior.factors["rest"], x[:, rest], x[:, :0])
+        fit("rest", prior.factors["rest"], v[:, rest], x[:, :0])
     prior.eval()
 
     likelihoods: dict[str, nn.Module] = {}

@@ -101,7 +101,9 @@ def test_dps_runs_on_the_default_model_with_a_diffusion_fit_for_the_run(fitted, 
     assert 3000 < s.info["diffusion_fit"]["rows"] <= 4000 and s.info["selection"] == "odds"
     assert model.prior is own  # swapped back
     lo, hi = data.seen[F].min(), data.seen[F].max()
-    margin = (hi - lo) * box_margin(len(data.seen))
+    # the box's edge itself is reachable (float32 rounds a sigmoid of a large |u| to 0 or 1):
+    # allow that rounding, 1e-6 of the range, and nothing more
+    margin = (hi - lo) * (box_margin(len(data.seen)) + 1e-6)
     v = s.to_dataframe()[F]
     assert ((v >= lo - margin) & (v <= hi + margin)).to_numpy().all()
     # the diffusion learned the block prior, which has mass where the target lives: the
