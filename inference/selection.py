@@ -91,7 +91,10 @@ class BlockPrior(Prior):
     grid's ``wide-x2`` variant, ``x2 ~ U(0, 1)``, the fitted :math:`p(x_2)` held 8.4% of its
     mass in the top tenth of the range (10% true), exactly where the target lives, and every
     sampler of the fitted posterior sat 0.1 sd low in ``x2`` (MMD 1.8-3.1x the floor against
-    ``plan``'s 0.7x). The context of a block's factor stays in normalised units.
+    ``plan``'s 0.7x). A feature whose range a few outliers set is squeezed against one edge
+    of the box, which the flow of :math:`v` still fits (a Normal feature with one row at 30 sd,
+    6,000 rows: held-out NLL 1.28 in the box, 1.27 without). The context of a block's factor
+    stays in normalised units.
 
     :param dim: number of features.
     :param shared: indices of :math:`X_c`.
@@ -157,6 +160,16 @@ class BlockPrior(Prior):
             return v
         return self.low + (self.high - self.low) * torch.sigmoid(v * self.scale + self.loc)
 
+    def log_jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log |\partial v / \partial x|` per feature, shape ``x.shape`` (0 without a
+        box).
+        """
+        if not self.in_box:
+            return torch.zeros_like(x)
+        width = self.high - self.low
+        t = ((x - self.low) / width).clamp(1e-6, 1 - 1e-6)
+        return -(torch.log(self.scale) + torch.log(width) + torch.log(t) + torch.log1p(-t))
+
     def _parts(self) -> list[tuple[str, list[int], list[int]]]:
         parts = []
         if self.shared:
@@ -179,11 +192,9 @@ class BlockPrior(Prior):
             total = total + self.factors[name].log_prob(v[..., ys], context)
         if not self.in_box:
             return total
-        width = self.high - self.low
-        t = ((x - self.low) / width).clamp(1e-6, 1 - 1e-6)
-        jac = -(torch.log(self.scale) + torch.log(width) + torch.log(t) + torch.log1p(-t))
         inside = ((x > self.low) & (x < self.high)).all(-1)
-        return torch.where(inside, total + jac.sum(-1), torch.full_like(total, -torch.inf))
+        total = total + self.log_jacobian(x).sum(-1)
+        return torch.where(inside, total, torch.full_like(total, -torch.inf))
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws, factor after factor (``x_c`` first); ``generator`` is not used."""
@@ -309,9 +320,11 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     fit_kw = {"seed": seed, "progress": progress, "steps": _steps(model)}
     history: dict[str, Any] = {}
 
-    def fit(name: str, module: nn.Module, y: torch.Tensor, ctx: torch.Tensor) -> None:
+    def fit(name: str, ys: list[int], rows: torch.Tensor, ctx: torch.Tensor) -> None:
+        module = prior.factors[name]
+        y = v[rows][:, ys]
         h = fit_component(module, _fn(module.model, name), (y, ctx), name=name, **fit_kw)
-        history[name] = {"rows": int(y.shape[0]), "steps": h.steps}
+        history[name] = {"rows": int(len(rows)), "steps": h.steps}
 
     # p(x_c): training rows resampled by 1 / (1 - prod_r P(A_r | x_c))
     if shared:
@@ -337,13 +350,14 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
         w = 1.0 / (-log_pi.exp()).log1p().exp().clamp_min(1.0 / (2 * k))
         g = torch.Generator(device=dev).manual_seed(seed)
         idx = torch.multinomial(w, len(seen), replacement=True, generator=g)
-        fit("shared", prior.factors["shared"], v[idx][:, shared], xc[idx, :0])
+        fit("shared", shared, idx, xc[idx, :0])
     for r, (block, g_idx) in enumerate(zip(comp.blocks, groups, strict=True)):
         if g_idx:
-            use = untouched(block)
-            fit(f"block{r}", prior.factors[f"block{r}"], v[use][:, g_idx], x[use][:, shared])
+            use = torch.nonzero(untouched(block)).squeeze(1)
+            fit(f"block{r}", g_idx, use, x[use][:, shared])
     if rest:
-        fit("rest", prior.factors["rest"], v[:, rest], x[:, :0])
+        every = torch.arange(len(x), device=dev)
+        fit("rest", rest, every, x[:, :0])
     prior.eval()
 
     likelihoods: dict[str, nn.Module] = {}

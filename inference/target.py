@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from sedge_pyro.assumptions import Coverage, _tolerance, is_continuous
 from sedge_pyro.errors import OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
+from sedge_pyro.models.base import BOX_MARGIN, box_margin, seen_box
 
 if TYPE_CHECKING:
     from sedge_pyro.models.base import Prior
@@ -52,16 +53,6 @@ __all__ = [
     "is_per_draw",
 ]
 
-#: the box the model-based samplers stay in is the training features' range widened on each
-#: side by this fraction of its width, or by ``3 / rows`` where that is smaller: how far a
-#: bounded feature's true edge plausibly lies past the rows' extremes (for a density bounded
-#: away from 0 at its edge the gap is about ``width / rows``, and over ``3 width / rows`` with
-#: probability about 5%). SEDGE extrapolates to unseen *combinations* inside the seen
-#: features' range (the blocks' overlap, Prop. 2), not past it, and a wide margin costs
-#: draws: a flow's smoothed edges put mass in it (the paper's task, 18,000 rows: 2% of MALA's
-#: draws sat in a 5% margin; the grid's ``tanh`` variant, 24,718 rows: 2.4% of svi's in a
-#: ``1 / sqrt(rows)`` one, all outside the features' true range)
-BOX_MARGIN = 0.05
 
 #: :meth:`Problem.start_points`: the prior draws resampled are this many times the points
 #: asked for, at least :data:`START_POOL_MIN` and at most :data:`START_POOL_MAX`
@@ -74,16 +65,6 @@ START_POOL_MAX = 200_000
 LOSSES = ("squared", "nll")
 #: the methods that take per-draw targets (one target value per draw)
 PER_DRAW_METHODS = ("opt", "dps", "direct")
-
-
-def box_margin(rows: int) -> float:
-    """The box's margin as a fraction of each feature's range: :data:`BOX_MARGIN`, or
-    ``3 / rows`` where smaller.
-
-    >>> box_margin(20), box_margin(30_000)
-    (0.05, 0.0001)
-    """
-    return min(BOX_MARGIN, 3.0 / max(int(rows), 1))
 
 
 def is_per_draw(value: Any) -> bool:
@@ -741,11 +722,7 @@ class Problem:
         their range nothing checks them (a flow's tails, a likelihood's extrapolation).
         """
         if self._box is None:
-            x = self.train_x
-            lo, hi = x.min(0).values, x.max(0).values
-            width = (hi - lo).clamp_min(1e-6)
-            margin = box_margin(len(x))
-            self._box = (lo - margin * width, hi + margin * width)
+            self._box = seen_box(self.train_x)
         return self._box
 
     def from_prior(self, y: torch.Tensor) -> torch.Tensor:

@@ -451,3 +451,44 @@ def test_nearest_neighbour_round_trip_and_errors():
         NearestNeighbourConditional().sample(torch.randn(4, 1))
     with pytest.raises(DataError, match="rows"):
         NearestNeighbourConditional().fit(torch.randn(4, 1), torch.randn(5, 1))
+
+
+def test_flow_in_the_box_keeps_a_uniform_inside_its_range_and_is_normalised():
+    # two U(0, 1) features: a flow of the features smooths the edges out past the rows'
+    # range; in the box (prior_options={"box": True}) the density is zero past it
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4000, 2, generator=g)
+    lo, hi = x.min(0).values, x.max(0).values
+    shares = {}
+    for box in (False, True):
+        torch.manual_seed(0)
+        p = FlowPrior(2, n_transforms=2, hidden=(16,), box=box)
+        p.setup(x)
+        fit(p, x, steps=400, lr=5e-3)
+        s = p.sample(20_000, generator=torch.Generator().manual_seed(1))
+        shares[box] = float(((s < lo) | (s > hi)).any(-1).float().mean())
+    assert shares[True] < 0.01 < 0.03 < shares[False]
+    # the density integrates to 1 over the box and is -inf outside it
+    grid = torch.linspace(0, 1, 302)[1:-1]
+    low, high = p.box_low, p.box_high
+    gx = low[0] + (high[0] - low[0]) * grid
+    gy = low[1] + (high[1] - low[1]) * grid
+    cell = float((gx[1] - gx[0]) * (gy[1] - gy[0]))
+    with torch.no_grad():
+        mass = float(p.log_prob(torch.cartesian_prod(gx, gy)).exp().sum()) * cell
+        out = p.log_prob(torch.stack([high + 0.01, low - 0.01]))
+    assert mass == pytest.approx(1.0, abs=0.03)
+    assert bool(torch.isneginf(out).all())
+    # the box travels with the config and the state
+    q = FlowPrior(**json.loads(json.dumps(p.config())))
+    q.load_state_dict(p.state_dict())
+    xs = s[:10]
+    torch.testing.assert_close(q.log_prob(xs), p.log_prob(xs), rtol=0, atol=0)
+
+
+def test_flow_box_is_a_checked_choice_and_inactive_before_setup():
+    with pytest.raises(OptionError, match="box="):
+        FlowPrior(2, box="yes")
+    p = FlowPrior(2, hidden=(8,), box=True)
+    x = torch.full((1, 2), 100.0)  # no box yet: a flow of the features, finite everywhere
+    assert bool(torch.isfinite(p.log_prob(x)).all())
