@@ -55,7 +55,7 @@ from sedge_pyro.options import threads as torch_threads
 __all__ = ["AUTO_MARGIN", "STRUCTURES", "SEDGEModel"]
 
 STRUCTURES = ("sparse", "dense", "joint", "reverse", "reverse-factorized")
-LIKELIHOODS = ("auto", "gaussian", "bernoulli", "categorical", "flow")
+LIKELIHOODS = ("auto", "gaussian", "bernoulli", "monotone", "categorical", "flow")
 PRIORS = ("auto", "flow", "empirical", "diffusion", "factorized", "gaussian", "dual")
 #: ``"auto"`` keeps the flexible candidate (a flow) only where its held-out NLL per row beats
 #: the Gaussian's by more than this many nats; otherwise the simpler Gaussian stays
@@ -67,6 +67,7 @@ _CLASSES: dict[str, type[nn.Module]] = {
     for c in (
         L.GaussianMLP,
         L.BernoulliMLP,
+        L.MonotoneBernoulli,
         L.CategoricalMLP,
         L.ConditionalFlow,
         L.JointGaussian,
@@ -83,6 +84,7 @@ _CLASSES: dict[str, type[nn.Module]] = {
 _KIND = {
     "GaussianMLP": "gaussian",
     "BernoulliMLP": "bernoulli",
+    "MonotoneBernoulli": "monotone",
     "CategoricalMLP": "categorical",
     "ConditionalFlow": "flow",
     "JointGaussian": "joint",
@@ -108,7 +110,10 @@ class SEDGEModel(PyroModule):
         for a continuous spec the Gaussian MLP of Eq. (4) and the conditional spline flow of
         App. D.2 are both fit, and the flow is kept only where its held-out NLL is lower by
         more than :data:`AUTO_MARGIN`: uniform, skewed or bounded noise), ``"gaussian"``,
-        ``"bernoulli"``, ``"categorical"``, ``"flow"``, or a dict spec -> one of these.
+        ``"bernoulli"``, ``"monotone"`` (a Bernoulli whose ``P(z = 1 | parents)`` is monotone
+        in each parent, the direction learned: for threshold specs, where an unconstrained
+        MLP may turn back outside the rows), ``"categorical"``, ``"flow"``, or a dict spec ->
+        one of these.
     :param prior: ``"auto"`` (the default: a flow and a full-covariance Gaussian, the flow
         kept only where its held-out NLL is lower by more than :data:`AUTO_MARGIN`),
         ``"flow"`` (normalizing flow by maximum likelihood), ``"empirical"``
@@ -288,7 +293,12 @@ class SEDGEModel(PyroModule):
         choice = self.likelihood_choice[spec]
         if choice == "auto":
             choice = {"continuous": "gaussian", "binary": "bernoulli"}.get(col.kind, col.kind)
-        wanted = {"gaussian": "continuous", "flow": "continuous", "bernoulli": "binary"}
+        wanted = {
+            "gaussian": "continuous",
+            "flow": "continuous",
+            "bernoulli": "binary",
+            "monotone": "binary",
+        }
         if (
             choice in wanted
             and col.kind != wanted[choice]
@@ -304,6 +314,13 @@ class SEDGEModel(PyroModule):
             return L.ConditionalFlow(1, context_dim, hidden=self.hidden)
         if choice == "bernoulli":
             return L.BernoulliMLP(context_dim, hidden=self.hidden)
+        if choice == "monotone":
+            if context_dim < 1:
+                raise OptionError(
+                    f"likelihood 'monotone' for {spec!r} needs a parent to be monotone in; "
+                    f"{spec!r} has none"
+                )
+            return L.MonotoneBernoulli(context_dim, hidden=self.hidden)
         return L.CategoricalMLP(context_dim, col.width, hidden=self.hidden)
 
     def _make_prior(self) -> Prior:
@@ -486,6 +503,7 @@ class SEDGEModel(PyroModule):
                         "gaussian": "continuous",
                         "flow": "continuous",
                         "bernoulli": "binary",
+                        "monotone": "binary",
                         "categorical": "categorical",
                     }.get(self.likelihood_choice[z], "auto")
                     for z in self.specs
