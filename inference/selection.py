@@ -56,6 +56,7 @@ __all__ = [
     "CHOICES",
     "CORRECTED",
     "DIFFUSION_ROWS",
+    "EDGE_TOLERANCE",
     "BlockPrior",
     "SelectionAware",
     "corrected",
@@ -75,6 +76,9 @@ _CACHE = "_selection_aware_cache"
 FIT_STEPS = 2000
 #: draws of the block prior a surrogate diffusion prior is fit on
 DIFFUSION_ROWS = 20_000
+#: a point this far past the box's edge (a fraction of its width: float rounding of a point
+#: mapped onto the edge) still counts as on it
+EDGE_TOLERANCE = 1e-5
 
 
 class BlockPrior(Prior):
@@ -183,7 +187,7 @@ class BlockPrior(Prior):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """The sum of the factors' log-densities, shape ``x.shape[:-1]`` (with a box: plus the
-        log-Jacobian of the coordinates, and ``-inf`` outside the box).
+        log-Jacobian of the coordinates, and ``-inf`` outside the box, :meth:`inside`).
         """
         v = self.to_unconstrained(x)
         total = torch.zeros(x.shape[:-1], device=x.device, dtype=x.dtype)
@@ -192,9 +196,17 @@ class BlockPrior(Prior):
             total = total + self.factors[name].log_prob(v[..., ys], context)
         if not self.in_box:
             return total
-        inside = ((x > self.low) & (x < self.high)).all(-1)
         total = total + self.log_jacobian(x).sum(-1)
-        return torch.where(inside, total, torch.full_like(total, -torch.inf))
+        return torch.where(self.inside(x), total, torch.full_like(total, -torch.inf))
+
+    def inside(self, x: torch.Tensor) -> torch.Tensor:
+        """Whether each row of ``x`` lies in the closed box, give or take float rounding
+        (:data:`EDGE_TOLERANCE` of the width): a sampler's point mapped from a large
+        unconstrained coordinate lands on the edge itself, where the density is the one just
+        inside (a ``-inf`` there made ``svi``'s ELBO diverge).
+        """
+        pad = EDGE_TOLERANCE * (self.high - self.low)
+        return ((x >= self.low - pad) & (x <= self.high + pad)).all(-1)
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws, factor after factor (``x_c`` first); ``generator`` is not used."""

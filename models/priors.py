@@ -431,8 +431,11 @@ class FlowPrior(Prior):
         if not self._boxed:
             return self.distribution().log_prob(x)
         low, high = self.box_low, self.box_high
-        eps = 1e-6 * (high - low)
-        inside = ((x > low) & (x < high)).all(-1)
+        width = high - low
+        # on the edge (a sampler's point mapped from a large unconstrained coordinate, give or
+        # take float rounding): the density just inside; past it: -inf
+        inside = ((x >= low - 1e-5 * width) & (x <= high + 1e-5 * width)).all(-1)
+        eps = 1e-6 * width
         lp = self.distribution().log_prob(torch.minimum(torch.maximum(x, low + eps), high - eps))
         return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 

@@ -59,3 +59,15 @@ def test_the_density_is_normalised_on_the_box_and_zero_outside():
         outside = prior.log_prob(torch.tensor([[0.0, hi + 0.01], [lo - 0.01, 0.0]]))
     assert abs(mass - 1.0) < 0.02
     assert bool(torch.isneginf(outside).all())
+
+
+def test_the_edge_of_the_box_has_the_density_just_inside_and_past_it_none():
+    # a sampler's point mapped from a large unconstrained coordinate lands on the edge itself
+    # (float32 rounds the sigmoid to 0 or 1): a -inf there made svi's ELBO diverge
+    prior = _fitted(BOX)
+    lo, hi = BOX[0], BOX[1]
+    width = hi - lo
+    x = torch.stack([lo, hi, torch.stack([lo[0], hi[1]]), hi + 1e-6 * width])
+    with torch.no_grad():
+        assert bool(torch.isfinite(prior.log_prob(x)).all())
+        assert bool(torch.isneginf(prior.log_prob(torch.stack([hi + 1e-3 * width]))).all())

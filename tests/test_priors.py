@@ -492,3 +492,13 @@ def test_flow_box_is_a_checked_choice_and_inactive_before_setup():
     p = FlowPrior(2, hidden=(8,), box=True)
     x = torch.full((1, 2), 100.0)  # no box yet: a flow of the features, finite everywhere
     assert bool(torch.isfinite(p.log_prob(x)).all())
+
+
+def test_flow_in_the_box_is_finite_on_its_edge():
+    x = torch.rand(500, 2, generator=torch.Generator().manual_seed(0))
+    p = FlowPrior(2, hidden=(8,), box=True)
+    p.setup(x)
+    edge = torch.stack([p.box_low, p.box_high])
+    with torch.no_grad():
+        assert bool(torch.isfinite(p.log_prob(edge)).all())
+        assert bool(torch.isneginf(p.log_prob(p.box_high + 1e-3)).all())
