@@ -487,7 +487,8 @@ def _parser() -> argparse.ArgumentParser:
         "--likelihood",
         help=(
             "auto (default: bernoulli/categorical by column, gaussian or flow by held-out "
-            "likelihood), gaussian, bernoulli, categorical, flow, or SPEC=KIND,... per spec"
+            "likelihood), gaussian, bernoulli, monotone (0/1 specs: monotone in each parent), "
+            "categorical, flow, or SPEC=KIND,... per spec"
         ),
     )
     p.add_argument(
