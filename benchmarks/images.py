@@ -1,6 +1,7 @@
 """Issue 7 (Sec. 5.2, App. D.2 at laptop scale): novel attribute combinations of images.
 
-Usage: ``python benchmarks/images.py [--seeds 3] [--quick] [--no-pool] [--jobs 1]``.
+Usage: ``python benchmarks/images.py [--seeds 3] [--quick] [--no-pool] [--jobs 1]
+[--device cpu] [--out PATH]``.
 
 Runs :func:`sedge_pyro.demo_images.image_experiment` (what ``sedge images`` runs: concepts
 learned by :class:`~sedge_pyro.models.ImageSEDGE`, the learned graph, ``identify``, model A
@@ -21,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 
-def one_run(seed: int, quick: bool, pool: bool, threads: int) -> dict[str, Any]:
+def one_run(seed: int, quick: bool, pool: bool, threads: int, device: str) -> dict[str, Any]:
     from sedge_pyro.demo_images import image_experiment
     from sedge_pyro.options import set_threads
 
     set_threads(threads)
     start = time.perf_counter()
-    exp = image_experiment(seed=seed, quick=quick, pool=pool, progress=False)
+    exp = image_experiment(seed=seed, quick=quick, pool=pool, device=device, progress=False)
     return {
         "seed": seed,
         "graph": {z: list(exp.graph.parents(z)) for z in exp.graph.specs},
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-pool", dest="pool", action="store_false")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run side by side")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--out", default=None, help="JSON path (default results/images.json)")
     args = parser.parse_args()
     import pandas as pd
     import torch
@@ -54,9 +57,18 @@ def main() -> None:
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as ex:
             n = len(seeds)
-            runs = list(ex.map(one_run, seeds, [args.quick] * n, [args.pool] * n, [threads] * n))
+            runs = list(
+                ex.map(
+                    one_run,
+                    seeds,
+                    [args.quick] * n,
+                    [args.pool] * n,
+                    [threads] * n,
+                    [args.device] * n,
+                )
+            )
     else:
-        runs = [one_run(s, args.quick, args.pool, threads) for s in seeds]
+        runs = [one_run(s, args.quick, args.pool, threads, args.device) for s in seeds]
     for run in runs:
         table = pd.DataFrame(run["rows"]).set_index(["combo", "method"])
         print(f"\nseed {run['seed']}: graph {run['graph']}; {run['seconds']['total']:.0f} s")
@@ -72,7 +84,7 @@ def main() -> None:
     print(summary.round(3).to_string())
     wall = time.perf_counter() - start
     print(f"\n{len(runs)} seed(s) in {wall:.0f} s wall ({args.jobs} job(s))")
-    out = Path(__file__).parent / "results" / "images.json"
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / "images.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(
         json.dumps(
@@ -80,6 +92,7 @@ def main() -> None:
                 "quick": args.quick,
                 "pool": args.pool,
                 "jobs": args.jobs,
+                "device": args.device,
                 "wall_seconds": wall,
                 "machine": platform.platform(),
                 "summary": {

@@ -11,6 +11,8 @@ the draws are finite, converts them to raw units, records the settings and the d
               identifiable); needs no prior density
 ``opt``       Algorithm 1: Adam on the guidance loss from training rows (a mode-seeker)
 ``dps``       Algorithm 2: diffusion posterior sampling with the DDPM prior
+``smc``       twisted diffusion sampling: DPS as the proposal of a particle filter whose
+              weights correct it (asymptotically exact for the DDPM prior)
 ``langevin``  unadjusted / Metropolis-adjusted Langevin on :math:`\log p(x) + \ell(x)`, or
               annealed Langevin with the diffusion prior's scores
 ``svi``       a normalizing-flow guide fit by SVI to the conditioned model
@@ -60,6 +62,7 @@ METHODS: dict[str, str] = {
     "plan": "sedge_pyro.inference.plan:sample_plan",
     "opt": "sedge_pyro.inference.guided:sample_opt",
     "dps": "sedge_pyro.inference.guided:sample_dps",
+    "smc": "sedge_pyro.inference.smc:sample_smc",
     "langevin": "sedge_pyro.inference.langevin:sample_langevin",
     "svi": "sedge_pyro.inference.vi:sample_svi",
     "nuts": "sedge_pyro.inference.nuts:sample_nuts",
@@ -198,7 +201,7 @@ def sample(
     fixed: Any = contextlib.nullcontext({})
     if selection is not None:
         fixed = corrected(problem, selection, seed=seed, progress=progress)
-    elif method == "dps" or (method == "langevin" and options.get("kind") == "annealed"):
+    elif method in ("dps", "smc") or (method == "langevin" and options.get("kind") == "annealed"):
         fixed = diffusion_surrogate(problem, seed=seed, progress=progress)
     with fixed as selection_info:
         draws = fn(

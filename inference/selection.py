@@ -476,7 +476,8 @@ def diffusion_surrogate(
                 lo, hi = problem.box
                 x = problem.to_box(x[((x > lo) & (x < hi)).all(-1)])
                 source += " inside the seen box, in its unconstrained coordinates"
-                prior = DiffusionPrior(problem.dim, hidden=model.hidden).to(problem.device)
+                prior = DiffusionPrior(problem.dim, hidden=model.hidden, box=False)
+                prior = prior.to(problem.device)
                 h = fit_component(
                     prior,
                     _fn(prior.model, "X"),

@@ -727,13 +727,21 @@ class Problem:
 
     def from_prior(self, y: torch.Tensor) -> torch.Tensor:
         """Features of a point in the prior's coordinates: :meth:`from_box` where the prior
-        lives in the box (:attr:`prior_in_box`), else ``y`` itself.
+        is a surrogate in the box (:attr:`prior_in_box`), the prior's own map where it has
+        one (a :class:`~sedge_pyro.models.DiffusionPrior` fit with ``box=True``), else ``y``
+        itself.
         """
-        return self.from_box(y) if self.prior_in_box else y
+        if self.prior_in_box:
+            return self.from_box(y)
+        own = getattr(self.prior, "from_internal", None)
+        return own(y) if own is not None else y
 
     def to_prior(self, x: torch.Tensor) -> torch.Tensor:
         """The prior's coordinates of features ``x`` (inverse of :meth:`from_prior`)."""
-        return self.to_box(x) if self.prior_in_box else x
+        if self.prior_in_box:
+            return self.to_box(x)
+        own = getattr(self.prior, "to_internal", None)
+        return own(x) if own is not None else x
 
     def from_box(self, u: torch.Tensor) -> torch.Tensor:
         r"""Features :math:`x = l + (h - l)\,\sigma(u)` of unconstrained ``u``."""

@@ -36,8 +36,10 @@ run, about 0.2 s) and each a pure function of the draws, the training rows, the 
   not draw from :math:`p(x \mid \text{target})` by construction (a mode-seeker; a guidance
   or unadjusted steps on scores that are not the posterior's), and their verdict always says
   so (:data:`APPROXIMATE`, :data:`ANNEALED_UNREFINED`).
-* **importance** (``svi``): draws resampled from the pool (the default, the prior's draws in
-  it) warn on an ESS under :data:`ESS_MIN`; draws not resampled warn on a Pareto
+* **importance** (``svi``, ``smc``): ``smc``'s final weights warn on an ESS under
+  :data:`ESS_MIN` (the particles rest on few ancestors); ``svi``'s draws resampled from the
+  pool (the default, the prior's draws in it) warn on an ESS under :data:`ESS_MIN`; draws
+  not resampled warn on a Pareto
   :math:`\hat k` of the guide's importance weights at or over :data:`KHAT_MAX`: the draws
   are the guide's own, and the guide may miss modes (a two-mode posterior: 13x the MMD
   floor).
@@ -128,7 +130,7 @@ ESS_MIN = 100
 #: draws: a short run is not a fault in itself, chains that barely move are
 ESS_FRACTION = 0.1
 #: the model-based methods whose draws are cross-checked against ``plan``'s
-CROSS_CHECKED = ("langevin", "svi", "nuts", "opt", "dps")
+CROSS_CHECKED = ("langevin", "svi", "nuts", "opt", "dps", "smc")
 #: methods whose draws follow p(x | target) only approximately by construction: their
 #: verdict always says so (a cross-check can miss a modest bias: ``dps`` on the grid's
 #: ``product`` variant read 3.03x the MMD floor and passed every other check)
@@ -190,6 +192,7 @@ _NOT_MCMC = {
     "plan": "importance resampling of training rows: the draws are no Markov chain",
     "opt": "independent optimisations from training rows: the draws are no Markov chain",
     "dps": "independent diffusion runs: the draws are no Markov chain",
+    "smc": "a resampled particle system: the draws are no Markov chain",
     "svi": "independent draws of a fitted guide (amortised): the draws are no Markov chain",
     "direct": "independent draws of the fitted p(X | Z) (amortised): the draws are no Markov chain",
 }
@@ -945,6 +948,20 @@ def verdict(
                 )
 
     def importance() -> None:
+        if method == "smc" and info.get("refine"):
+            return  # Metropolis-adjusted moves on the model's own posterior followed
+        if method == "smc" and isinstance(info.get("ess_min"), int | float):
+            ess = float(info["ess_min"])
+            diag["importance"] = {"ess": info.get("ess"), "particles": info.get("particles")}
+            if ess < ESS_MIN:
+                warnings.append(
+                    f"smc's final weights rest on an effective {ess:.3g} of its "
+                    f"{info.get('particles')} particles (ESS, under {ESS_MIN}): the diffusion "
+                    "prior puts little mass where the target is likely, so its draws are "
+                    "few particles repeated (raise particles=, or the target is outside what "
+                    "the prior supports)"
+                )
+            return
         khat = info.get("khat")
         if method != "svi" or not isinstance(khat, int | float):
             return

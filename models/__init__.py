@@ -2,6 +2,7 @@
 
 from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
 from sedge_pyro.models.columns import Column, Columns
+from sedge_pyro.models.composed import ComposedDiffusion
 from sedge_pyro.models.conditional import NearestNeighbourConditional
 from sedge_pyro.models.convert import convert
 from sedge_pyro.models.cvae import ConditionalImageVAE
@@ -29,6 +30,7 @@ __all__ = [
     "CategoricalMLP",
     "Column",
     "Columns",
+    "ComposedDiffusion",
     "ConditionalDensity",
     "ConditionalFlow",
     "ConditionalImageVAE",

@@ -880,7 +880,10 @@ class SEDGEModel(PyroModule):
                 if name == "FactorizedPrior":
                     module = FactorizedPrior(graph, **item["config"])
                 elif name in _CLASSES:
-                    module = _CLASSES[name](**item["config"])
+                    config = dict(item["config"])
+                    if name == "DiffusionPrior":
+                        config.setdefault("box", False)  # saved before the box existed
+                    module = _CLASSES[name](**config)
                 else:
                     raise SedgeError(
                         f"{str(where)!r}: component {key!r} has an unknown class {name!r}: "

@@ -437,6 +437,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
         seed=args.seed,
         pool=args.pool,
         force=args.force,
+        device=args.device,
         progress=not args.quiet,
     )
     return 0
@@ -663,6 +664,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="no unlabelled pool: concepts and priors from the labelled training images only",
     )
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
     p.set_defaults(func=_cmd_images)
     for p in sub.choices.values():

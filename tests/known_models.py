@@ -16,6 +16,7 @@ import torch
 
 import sedge_pyro as sp
 from sedge_pyro.models.columns import Column, Columns
+from sedge_pyro.models.priors import DiffusionPrior
 
 
 def exact_linear_gaussian(
@@ -117,3 +118,20 @@ def fitted_model_e() -> tuple[sp.SEDGEModel, sp.datasets.LinearGaussian]:
     model = sp.SEDGEModel(data.graph, structure="reverse-factorized", hidden=())
     model.fit(data.seen, steps=1500, batch_size=512, lr=1e-2, seed=0, progress=False)
     return model, data
+
+
+class ExactGaussianDiffusion(DiffusionPrior):
+    """A DDPM whose noise prediction is exact for a Gaussian prior N(mu, Sigma)."""
+
+    def __init__(self, loc, cov, T=200):
+        super().__init__(len(loc), T=T, hidden=(4,))
+        self.mu = torch.as_tensor(loc, dtype=torch.float32)
+        self.Sigma = torch.as_tensor(cov, dtype=torch.float32)
+
+    def eps(self, x_t, t, *, ema=None):
+        t = self._t(t, x_t)
+        ab = self.alpha_bar[t][..., None, None]
+        P = ab * self.Sigma + (1 - ab) * torch.eye(len(self.mu))
+        r = x_t - ab[..., 0].sqrt() * self.mu
+        score = -torch.linalg.solve(P, r.unsqueeze(-1)).squeeze(-1)
+        return -(1 - ab[..., 0]).sqrt() * score

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from known_models import INTERVAL, ess_se, exact_linear_gaussian, interval_reference, subset
+from known_models import (
+    INTERVAL,
+    ExactGaussianDiffusion,
+    ess_se,
+    exact_linear_gaussian,
+    interval_reference,
+    subset,
+)
 
 import sedge_pyro as sp
 from sedge_pyro.inference.fit import fit_component
@@ -122,26 +129,9 @@ def test_ula_with_a_huge_step_raises_naming_the_step(exact):
 # --------------------------------------------------------------------------- annealed
 
 
-class _ExactGaussianDiffusion(DiffusionPrior):
-    """A DDPM whose noise prediction is exact for a Gaussian prior N(mu, Sigma)."""
-
-    def __init__(self, loc, cov, T=200):
-        super().__init__(len(loc), T=T, hidden=(4,))
-        self.mu = torch.as_tensor(loc, dtype=torch.float32)
-        self.Sigma = torch.as_tensor(cov, dtype=torch.float32)
-
-    def eps(self, x_t, t, *, ema=None):
-        t = self._t(t, x_t)
-        ab = self.alpha_bar[t][..., None, None]
-        P = ab * self.Sigma + (1 - ab) * torch.eye(len(self.mu))
-        r = x_t - ab[..., 0].sqrt() * self.mu
-        score = -torch.linalg.solve(P, r.unsqueeze(-1)).squeeze(-1)
-        return -(1 - ab[..., 0]).sqrt() * score
-
-
 def test_annealed_with_exact_scores_approaches_the_posterior():
     model, data = exact_linear_gaussian(20_000, seed=0)
-    model.components["prior"] = _ExactGaussianDiffusion(data.mean, data.cov)
+    model.components["prior"] = ExactGaussianDiffusion(data.mean, data.cov)
     s = model.sample(TARGET, n=2000, method="langevin", chains=2, seed=0, kind="annealed")
     assert s.values.shape == (2, 2000, 3)
     assert s.info["levels"] > 30 and s.info["sigma_min"] < 0.02
@@ -159,7 +149,7 @@ def test_annealed_with_exact_scores_approaches_the_posterior():
 
 def test_annealed_interval_target_matches_rejection_sampling():
     model, data = exact_linear_gaussian(20_000, seed=0)
-    model.components["prior"] = _ExactGaussianDiffusion(data.mean, data.cov)
+    model.components["prior"] = ExactGaussianDiffusion(data.mean, data.cov)
     s = model.sample(INTERVAL, n=1000, method="langevin", chains=2, seed=0, kind="annealed")
     keep = interval_reference()
     v = s.to_numpy()
