@@ -300,3 +300,26 @@ def test_sedge_convert_needs_trust_then_writes_a_safe_file(tmp_path, fitted, cap
     )
     assert main(["convert", str(old), str(new), "--trust"]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_diffusion_prior_saved_before_the_box_loads_unboxed(tmp_path):
+    seen, _, graph = sp.datasets.linear_gaussian(500, seed=0)
+    options = {"T": 10, "hidden": (8,), "box": False}
+    model = SEDGEModel(graph, prior="diffusion", hidden=(8,), prior_options=options)
+    model.fit(seen, steps=20, progress=False)
+    state = model.state()
+    # what a file written before DiffusionPrior had a box holds
+    del state["components"]["prior"]["config"]["box"]
+    state["prior_options"] = {"T": 10, "hidden": [8]}
+    old = SEDGEModel.from_state(state)
+    assert old.prior.box is False
+    a = model.sample({"z1": 1.0}, n=20, method="dps", seed=0).values
+    b = old.sample({"z1": 1.0}, n=20, method="dps", seed=0).values
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # and a boxed one round-trips through a file with its box
+    boxed = SEDGEModel(graph, prior="diffusion", hidden=(8,), prior_options={"T": 10})
+    boxed.fit(seen, steps=20, progress=False)
+    path = boxed.save(tmp_path / "boxed.sedge")
+    back = SEDGEModel.load(path)
+    assert back.prior.boxed
+    torch.testing.assert_close(back.prior.box_low, boxed.prior.box_low)

@@ -502,3 +502,33 @@ def test_flow_in_the_box_is_finite_on_its_edge():
     with torch.no_grad():
         assert bool(torch.isfinite(p.log_prob(edge)).all())
         assert bool(torch.isneginf(p.log_prob(p.box_high + 1e-3)).all())
+
+
+# --------------------------------------------------------------------------- diffusion box
+
+
+def test_boxed_diffusion_maps_in_and_out_and_keeps_draws_in_the_box():
+    torch.manual_seed(0)
+    x = torch.rand(500, 2) * torch.tensor([1.0, 10.0]) + torch.tensor([0.0, -5.0])
+    p = DiffusionPrior(2, T=10, hidden=(8,))
+    assert p.box and not p.boxed  # box=True is the default; set by setup()
+    p.setup(x)
+    assert p.boxed
+    y = p.to_internal(x)
+    assert torch.allclose(p.from_internal(y), x, atol=1e-4)
+    # standardised coordinates: about zero mean and unit sd over the rows
+    assert y.mean(0).abs().max() < 0.1 and (y.std(0) - 1).abs().max() < 0.1
+    draws = p.sample(2000)  # an unfitted network: whatever it draws stays in the box
+    low, high = p.box_low, p.box_high
+    assert bool(((draws >= low) & (draws <= high)).all())
+    assert float(high[1] - low[1]) < 10.0 * 1.11  # the rows' range widened by 5% a side
+
+
+def test_an_unboxed_diffusion_is_the_identity_map():
+    p = DiffusionPrior(2, T=10, hidden=(8,), box=False)
+    x = torch.randn(5, 2)
+    p.setup(x)
+    assert not p.boxed and torch.equal(p.to_internal(x), x) and torch.equal(p.from_internal(x), x)
+    assert p.config()["box"] is False
+    with pytest.raises(OptionError, match="box"):
+        DiffusionPrior(2, box="yes")
