@@ -42,6 +42,7 @@ RUNS = [
     ("langevin ULA", "flow", "langevin", 1, {"kind": "ula"}),
     ("langevin annealed", "diffusion", "langevin", 1, {"kind": "annealed"}),
     ("dps (Alg. 2)", "diffusion", "dps", 1, {}),
+    ("smc (twisted diffusion)", "diffusion", "smc", 1, {}),
     ("svi (flow guide)", "flow", "svi", 1, {}),
     ("nuts", "flow", "nuts", 1, {"n": 200}),
 ]

@@ -147,3 +147,15 @@ def test_composed_diffusion_composes_two_experts():
         cd.sample({"c": "1"}, 5)
     with pytest.raises(sp.TargetError, match="'2'"):
         cd.sample({"a": "2"}, 5)
+
+
+def test_smc_runs_on_cuda_or_says_it_cannot(exact):
+    model, data = exact
+    if not torch.cuda.is_available():
+        with pytest.raises(sp.OptionError, match="CUDA is not available"):
+            model.sample(TARGET, n=10, method="smc", device="cuda")
+        return
+    s = model.sample(TARGET, n=1000, method="smc", seed=0, device="cuda")
+    assert s.info["device"].startswith("cuda")
+    mean, _ = data.posterior(TARGET)
+    assert np.all(np.abs(s.to_numpy().mean(0) - mean) < 0.06)
