@@ -446,7 +446,15 @@ def diffusion_surrogate(
     Problem.box`), in the box's unconstrained coordinates (the logit of the position in it,
     ``problem.prior_in_box`` set while the body runs), so its draws cannot leave the box: fit
     on the features themselves, a DDPM of 20,000 rows put 20% of the grid's ``tanh`` draws
-    outside the features' range. A model whose prior is already a diffusion runs as it is.
+    outside the features' range.
+
+    A model whose prior is already a diffusion runs on it, with two cases: fit on population
+    rows (``fit(prior_data=...)``, ``history["prior"]["population"]``), it is the
+    population's :math:`p(X)` and runs as it is; fit on the training rows, it is the
+    selection's :math:`p_D(X)`, which holds little mass where an unseen target lives (the
+    paper's task: ``smc`` 16x the MMD floor, annealed Langevin 18x), so where the
+    selection-aware pieces apply the surrogate is fit on their block prior's draws as for any
+    other model (and ``smc`` and annealed Langevin refine on the block prior's density).
     Yields the ``info`` entries ``diffusion_prior`` (what it was fit on) and
     ``diffusion_fit``, with :func:`corrected`'s.
     """
@@ -455,11 +463,18 @@ def diffusion_surrogate(
     from sedge_pyro.models.sedge import _fn
 
     model = problem.model
-    if "prior" not in model.components or isinstance(model.prior, DiffusionPrior):
+    if "prior" not in model.components:
         yield {}
+        return
+    own = isinstance(model.prior, DiffusionPrior)
+    if own and model.history.get("prior", {}).get("population"):
+        yield {"diffusion_prior": "the model's own, fit on population rows (prior_data)"}
         return
     with corrected(problem, "auto", seed=seed, progress=progress) as info:
         pieces = info.get("selection") == "odds"
+        if own and not pieces:
+            yield {**info, "diffusion_prior": "the model's own, fit on the training rows"}
+            return
         key = f"diffusion: {_key_of(problem) if pieces else 'training rows'} on {problem.device}"
         cache = _cache(model)
         if key not in cache:

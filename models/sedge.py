@@ -549,6 +549,10 @@ class SEDGEModel(PyroModule):
                 rival = self._rival(name, module, seed + i)
                 if rival is not None:
                     record = self._choose(name, module, record, rival, tensors, fit_kw)
+                if name == "prior":
+                    # p(X) of the population, or the training rows' p_D(X): the samplers of
+                    # a diffusion prior treat the two differently (inference/selection.py)
+                    record["population"] = "X_prior" in t
                 self.history[name] = record
         return self
 

@@ -124,3 +124,30 @@ def test_dps_runs_on_the_default_model_with_a_diffusion_fit_for_the_run(fitted, 
     # fit once per target and device
     keys = [k for k in model.__dict__["_selection_aware_cache"] if k.startswith("diffusion")]
     assert len(keys) == 2
+
+
+@pytest.mark.slow  # .ci/run runs it; `make test` keeps its 10 minutes
+def test_a_diffusion_prior_fit_on_the_training_rows_gets_the_block_prior_surrogate(
+    fitted, monkeypatch
+):
+    """A DDPM fit on the training rows is p_D(X), empty where the target lives: smc on it
+    alone read 16x the MMD floor on this task; with the block prior's surrogate and the
+    refinement on its density, the draws land near the Oracle.
+    """
+    _, data = fitted
+    monkeypatch.setattr(selection, "DIFFUSION_ROWS", 4000)
+    model = sp.SEDGEModel(data.graph, prior="diffusion", prior_options={"T": 50})
+    model.fit(data.seen, steps=400, progress=False)
+    assert model.history["prior"]["population"] is False
+    s = model.sample(EVENT, n=400, method="smc", seed=0, particles=512, refine=100)
+    assert "selection-aware block prior" in s.info["diffusion_prior"]
+    assert s.info["selection"] == "odds" and s.info["refine"] == 100
+    assert _gap(s, data.oracle).max() < 0.25
+    # fit on population rows (the Oracle and the seen rows together), it runs as it is
+    population = __import__("pandas").concat([data.seen[F], data.oracle[F]])
+    pop = model.fit(
+        data.seen, prior_data=population, components=["prior"], steps=50, progress=False
+    )
+    assert pop.history["prior"]["population"] is True
+    s = pop.sample(EVENT, n=50, method="smc", seed=0, particles=64)
+    assert s.info["diffusion_prior"].startswith("the model's own, fit on population rows")
