@@ -567,24 +567,7 @@ def _annealed(
         "annealed_steps": len(ts) * steps_per_level,
     }
     if refine:
-        assert own is not None
-        with _prior(problem, own):
-            out = _walk(
-                problem,
-                n,
-                chains,
-                generator,
-                progress,
-                kind="mala",
-                step_size=None,
-                warmup=refine,
-                walkers=None,
-                thin=None,
-                target_accept=None,
-                precondition=True,
-                bounded=True,
-                start=y,
-            )
+        out = refine_walk(problem, n, chains, generator, progress, refine, y)
         info = {**out.info, **annealed, "kind": "annealed", "refine": refine}
         return Draws(out.x, out.stats, info)
     with torch.no_grad():
@@ -596,6 +579,43 @@ def _annealed(
     }
     info = {"kind": "annealed", **annealed, "steps": len(ts) * steps_per_level, "refine": 0}
     return Draws(x, stats, info)
+
+
+def refine_walk(
+    problem: Problem,
+    n: int,
+    chains: int,
+    generator: torch.Generator,
+    progress: bool,
+    moves: int,
+    start: torch.Tensor,
+) -> Draws:
+    """``moves`` Metropolis-adjusted Langevin moves (mala, in the box, step size and
+    preconditioner adapted over them as mala's warmup) on the model's own posterior, the
+    prior being ``problem.density_prior``, from ``start`` (``chains x min(n, MAX_WALKERS)``
+    rows, features): the refinement that ends annealed Langevin and ``smc`` on a surrogate
+    diffusion.
+    """
+    own = problem.density_prior
+    if own is None:
+        raise OptionError("no prior with a density to refine on; expected refine=0")
+    with _prior(problem, own):
+        return _walk(
+            problem,
+            int(n),
+            int(chains),
+            generator,
+            progress,
+            kind="mala",
+            step_size=None,
+            warmup=int(moves),
+            walkers=None,
+            thin=None,
+            target_accept=None,
+            precondition=True,
+            bounded=True,
+            start=start,
+        )
 
 
 @contextlib.contextmanager

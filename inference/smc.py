@@ -418,27 +418,11 @@ def sample_smc(
         "refine": refine,
     }
     if refine:
-        from sedge_pyro.inference.langevin import MAX_WALKERS, _prior, _walk
+        from sedge_pyro.inference.langevin import MAX_WALKERS, refine_walk
 
-        assert own is not None
         walkers = min(int(n), MAX_WALKERS)
-        with _prior(problem, own):
-            out = _walk(
-                problem,
-                int(n),
-                int(chains),
-                generator,
-                progress,
-                kind="mala",
-                step_size=None,
-                warmup=refine,
-                walkers=None,
-                thin=None,
-                target_accept=None,
-                precondition=True,
-                bounded=True,
-                start=x[:, :walkers].reshape(-1, x.shape[-1]),
-            )
+        start = x[:, :walkers].reshape(-1, x.shape[-1])
+        out = refine_walk(problem, int(n), int(chains), generator, progress, refine, start)
         info_out.pop("distinct")  # the refined draws' own count is the verdict's
         return Draws(out.x, out.stats, {**out.info, **info_out, "kind": "smc"})
     return Draws(x, {}, info_out)
