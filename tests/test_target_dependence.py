@@ -30,8 +30,8 @@ OPTIONS = {
     "smc": {"particles": 512},
     "langevin": {"warmup": 200},
     "annealed": {"kind": "annealed", "levels": 20, "steps_per_level": 20},
-    "svi": {"steps": 300},
-    "nuts": {"warmup": 100},
+    "svi": {"steps": 200},
+    "nuts": {"warmup": 50},
     "direct": {},
 }
 DIFFUSION = ("dps", "smc", "annealed")
@@ -68,7 +68,7 @@ def _meets(data, target, v):
 def _draw(models, key, target):
     method = "langevin" if key == "annealed" else key
     model = models["ddpm" if key in DIFFUSION else "reverse" if key == "direct" else "model"]
-    s = model.sample(target, n=300, method=method, seed=0, **OPTIONS[key])
+    s = model.sample(target, n=200, method=method, seed=0, **OPTIONS[key])
     return s.to_numpy()
 
 
