@@ -651,7 +651,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small and fast: about 3 minutes, rough numbers",
+        help="small and fast: about 4 minutes, rough numbers",
     )
     p.add_argument(
         "--out", default="sedge-images-out", help="output folder (default sedge-images-out)"

@@ -228,7 +228,7 @@ def image_experiment(
     """Run the image pipeline once (see the module docstring).
 
     :param seed: seeds the images, every fit and the samplers.
-    :param quick: :data:`SIZES` ``"quick"`` instead of ``"full"``: about 3 minutes, rough
+    :param quick: :data:`SIZES` ``"quick"`` instead of ``"full"``: about 4 minutes, rough
         numbers (the short concept fit reads shape from colour on part of the held-out images).
     :param pool: give the concept model an unlabelled pool of images of every combination
         and fit the concept priors on its concepts (``False``: labelled training images only).
