@@ -275,8 +275,9 @@ def step(
         )
         noise = math.sqrt(beta) * z
         x_s = mean + shift + noise
-        # log p(x_s | x_t) - log q(x_s | x_t, z): Gaussians of one variance beta
-        log_ratio = ((noise * noise).sum(-1) - ((noise + shift) ** 2).sum(-1)) / (2 * beta)
+        # log p(x_s | x_t) - log q(x_s | x_t, z): Gaussians of one variance beta, written
+        # without the cancelling |noise|^2 terms (beta is small at the last steps)
+        log_ratio = -((2 * noise + shift) * shift).sum(-1) / (2 * beta)
         twist_s, grad_s, eps_s = (
             v.reshape(C, K, *v.shape[1:])
             for v in _twist(problem, x_s.reshape(C * K, d), s, state.xi, temper)

@@ -77,7 +77,11 @@ def test_every_method_is_checked():
 
 
 @pytest.mark.parametrize("key", list(OPTIONS))
-@pytest.mark.parametrize("pair", ["points", "events"])
+@pytest.mark.parametrize(
+    "pair",
+    # .ci/run runs the events; `make test` keeps its 10 minutes
+    ["points", pytest.param("events", marks=pytest.mark.slow)],
+)
 def test_draws_follow_their_target(models, key, pair):
     a, b = POINTS if pair == "points" else EVENTS
     va, vb = _draw(models, key, a), _draw(models, key, b)
