@@ -508,13 +508,7 @@ def _annealed(
             f"{type(prior).__name__}: fit with prior='diffusion', or use kind='mala'"
         )
     own = problem.density_prior
-    if refine is None:
-        refine = warmup if own is not None else 0
-    elif refine and own is None:
-        raise OptionError(
-            f"refine={refine}: the model's prior ({type(prior).__name__}) has no density to "
-            "refine on; expected refine=0"
-        )
+    refine = refine_moves(problem, refine, warmup)
     eps = _ANNEALED_EPSILON if step_size is None else float(step_size)
     dev, d = problem.device, problem.dim
     ab = prior.alpha_bar.to(dev)
@@ -579,6 +573,24 @@ def _annealed(
     }
     info = {"kind": "annealed", **annealed, "steps": len(ts) * steps_per_level, "refine": 0}
     return Draws(x, stats, info)
+
+
+def refine_moves(problem: Problem, refine: int | None, default: int) -> int:
+    """The refining moves a run on ``problem`` makes: ``default`` where the diffusion is a
+    surrogate of a prior with a density (``problem.density_prior``), else 0, when ``refine``
+    is ``None``; ``refine`` itself otherwise.
+
+    :raises OptionError: for ``refine > 0`` without a density to refine on.
+    """
+    own = problem.density_prior
+    if refine is None:
+        return default if own is not None else 0
+    if refine and own is None:
+        raise OptionError(
+            f"refine={refine}: the model's prior ({type(problem.prior).__name__}) has no "
+            "density to refine on; expected refine=0"
+        )
+    return int(refine)
 
 
 def refine_walk(

@@ -365,15 +365,9 @@ def sample_smc(
     smooth = whole("smooth", smooth, 0)
     schedule = _schedule(prior.T, steps)
     temper = number("temper", temper, positive=False)
-    own = problem.density_prior
-    refine = whole("refine", refine, 0, none_ok=True)
-    if refine is None:
-        refine = _REFINE if own is not None else 0
-    elif refine and own is None:
-        raise OptionError(
-            f"refine={refine}: the model's prior ({type(prior).__name__}) has no density to "
-            "refine on; expected refine=0"
-        )
+    from sedge_pyro.inference.langevin import MAX_WALKERS, refine_moves, refine_walk
+
+    refine = refine_moves(problem, whole("refine", refine, 0, none_ok=True), _REFINE)
     state = init(problem, int(chains), K, generator, smooth=smooth, temper=temper)
     path: list[float] = []
     bar = tqdm(total=len(schedule), desc="smc", disable=not progress, leave=False)
@@ -419,8 +413,6 @@ def sample_smc(
         "refine": refine,
     }
     if refine:
-        from sedge_pyro.inference.langevin import MAX_WALKERS, refine_walk
-
         walkers = min(int(n), MAX_WALKERS)
         start = x[:, :walkers].reshape(-1, x.shape[-1])
         out = refine_walk(problem, int(n), int(chains), generator, progress, refine, start)
