@@ -119,7 +119,9 @@ class ComposedDiffusion(DiffusionPrior):
             if value is None:
                 block[:, -1] = 1.0
             else:
-                vals = [value] * n if isinstance(value, str) else [str(v) for v in value]
+                vals = [str(value)] * n if np.isscalar(value) else [str(v) for v in value]
+                if len(vals) != n:
+                    raise TargetError(f"{spec} has {len(vals)} values: expected one or {n}")
                 for v in set(vals):
                     if v not in levels:
                         raise TargetError(f"{spec}={v!r}: expected one of {levels}")

@@ -146,7 +146,7 @@ def test_composed_diffusion_composes_two_experts():
     with pytest.raises(sp.TargetError, match="'c'"):
         cd.sample({"c": "1"}, 5)
     with pytest.raises(sp.TargetError, match="'2'"):
-        cd.sample({"a": "2"}, 5)
+        cd.sample({"a": 2}, 5)  # a number is read as its text
 
 
 def test_smc_runs_on_cuda_or_says_it_cannot(exact):
