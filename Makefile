@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/sedge demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q --doctest-modules sedge_pyro models inference tests
+	$(BIN)/python -m pytest -m "not slow" -q --doctest-modules sedge_pyro tests
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
@@ -43,6 +43,7 @@ test-arviz1: $(ARVIZ1_SITE)/.installed
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -3,8 +3,8 @@
 Usage: ``python benchmarks/images.py [--seeds 3] [--quick] [--no-pool] [--jobs 1]
 [--device cpu] [--out PATH]``.
 
-Runs :func:`sedge_pyro.demo_images.image_experiment` (what ``sedge images`` runs: concepts
-learned by :class:`~sedge_pyro.models.ImageSEDGE`, the learned graph, ``identify``, model A
+Runs :func:`sedge_pyro.experiments.images.image_experiment` (what ``sedge images`` runs: concepts
+learned by :class:`~sedge_pyro.experiments.ImageSEDGE`, the learned graph, ``identify``, model A
 sampled by ``plan``, ``smc``, ``dps`` and annealed ``langevin``, the baselines model B
 ``smc``, model D ``direct``, Composable Diffusion and the pixel conditional VAE, all judged
 by an independent classifier) once per seed, prints each seed's table, the mean and spread
@@ -24,7 +24,7 @@ from typing import Any
 
 
 def one_run(seed: int, quick: bool, pool: bool, threads: int, device: str) -> dict[str, Any]:
-    from sedge_pyro.demo_images import image_experiment
+    from sedge_pyro.experiments.images import image_experiment
     from sedge_pyro.options import set_threads
 
     set_threads(threads)

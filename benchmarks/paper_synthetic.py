@@ -3,7 +3,7 @@
 Usage: ``python benchmarks/paper_synthetic.py [--seeds 5] [--quick] [--threads 2]``.
 Prints mean and standard deviation per method and writes
 ``benchmarks/results/paper_synthetic.json``. Each seed is one run of
-:func:`sedge_pyro.demo.paper_experiment` (what ``sedge demo`` runs): new data, new fits, new
+:func:`sedge_pyro.experiments.paper.paper_experiment` (what ``sedge demo`` runs): new data, new fits, new
 draws. Columns as in the demo: MMD (bandwidth 1, biased, raw features: the paper's Table 2
 magnitude) and its ratio to the finite-sample floor, the standardised median-bandwidth MMD,
 spec satisfaction under the true mechanism and its gap to the Oracle's own, the share of draws
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sedge_pyro.demo import paper_experiment
+from sedge_pyro.experiments.paper import paper_experiment
 from sedge_pyro.options import set_threads
 
 METRICS = ["mmd", "mmd_over_floor", "mmd_std", "satisfaction", "satisfaction_gap", "outside"]

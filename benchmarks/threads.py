@@ -12,7 +12,7 @@ pass``), the way another job shares the machine, and kills them afterwards. Each
   64-64 MLPs) on ``paper_synthetic(rows)``, ``--steps`` SVI steps per component, batch 256;
 - ``plan``: ``--draws`` draws of the paper's novel target with ``method="plan"`` from that
   model;
-- ``image fit``: ``--image-steps`` steps of a small :class:`~sedge_pyro.models.ImageSEDGE`
+- ``image fit``: ``--image-steps`` steps of a small :class:`~sedge_pyro.experiments.ImageSEDGE`
   (32-pixel shapes, width 16, batch 64), a model with convolutions, where threads can pay;
   ``--image-steps 0`` skips it.
 
@@ -65,7 +65,7 @@ def one_cell(data: Any, images: Any, threads: int, args: argparse.Namespace) -> 
     model.sample(TARGET, n=args.draws, method="plan", seed=0, threads=threads)
     out["plan"] = time.perf_counter() - start
     if images is not None:
-        net = sp.models.ImageSEDGE(2, size=32, width=16)
+        net = sp.experiments.ImageSEDGE(2, size=32, width=16)
         start = time.perf_counter()
         net.fit(
             images.images, images.labels, steps=args.image_steps, progress=False, threads=threads

@@ -7,7 +7,6 @@
 """
 
 from sedge_pyro import datasets, diagnostics, examples
-from sedge_pyro.backtest import Backtest, backtest
 from sedge_pyro.diagnostics import (
     SpecSatisfaction,
     mmd,
@@ -28,15 +27,18 @@ from sedge_pyro.errors import (
 from sedge_pyro.expr import Factor, Factorization, Interval, Term, Var
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.identify import Assumption, Check, Component, Identification, Status, identify
-
-__version__ = "0.1.0"
+from sedge_pyro.version import __version__
 
 # The torch/Pyro layers load on first use, so graph work (and `sedge identify`) stays light.
 _LAZY = {
     "models": ("sedge_pyro.models", None),
     "inference": ("sedge_pyro.inference", None),
     "options": ("sedge_pyro.options", None),
-    "SEDGEModel": ("sedge_pyro.models", "SEDGEModel"),
+    "experiments": ("sedge_pyro.experiments", None),
+    "convert": ("sedge_pyro.legacy", "convert"),
+    "Backtest": ("sedge_pyro.inference.backtest", "Backtest"),
+    "backtest": ("sedge_pyro.inference.model", "backtest"),
+    "SEDGEModel": ("sedge_pyro.inference.model", "SEDGEModel"),
     "LatentSEDGE": ("sedge_pyro.models", "LatentSEDGE"),
     "Samples": ("sedge_pyro.inference", "Samples"),
     "learn_parents": ("sedge_pyro.inference", "learn_parents"),
@@ -82,8 +84,10 @@ __all__ = [
     "Var",
     "__version__",
     "backtest",
+    "convert",
     "datasets",
     "diagnostics",
+    "experiments",
     "examples",
     "identify",
     "inference",

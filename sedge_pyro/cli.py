@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sedge_pyro import __version__
 from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
 from sedge_pyro.options import SEED_LIMIT, default_threads, threads
+from sedge_pyro.version import __version__
 
 __all__ = ["main", "parse_options", "parse_target"]
 
@@ -248,7 +248,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     data = _read_csv(args.data)
     _refuse_overwrite(args.output, args.overwrite)
     _check_writable(args.output, "-o")
-    from sedge_pyro.models import SEDGEModel
+    from sedge_pyro.inference.model import SEDGEModel
 
     kwargs: dict[str, Any] = {"structure": args.structure}
     for name in ("likelihood", "prior"):
@@ -303,7 +303,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         _check_writable(args.output, "-o")
     import torch
 
-    from sedge_pyro.models import SEDGEModel
+    from sedge_pyro.inference.model import SEDGEModel
 
     model = SEDGEModel.load(args.model, device=args.device or "cpu")
     try:
@@ -352,7 +352,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from sedge_pyro.backtest import backtest
+    from sedge_pyro.inference.backtest import backtest
 
     graph = _read_graph(args.graph)
     target = parse_target(args.target)
@@ -395,7 +395,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from sedge_pyro.models import convert
+    from sedge_pyro.legacy import convert
 
     _check_writable(args.new, "NEW")
     path = convert(args.old, args.new, trust=args.trust, overwrite=args.overwrite)
@@ -408,7 +408,7 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     from sedge_pyro.examples import EXAMPLES
 
     if args.identify:
-        from sedge_pyro import demo
+        from sedge_pyro.experiments import paper as demo
 
         demo.run_registry(n=args.rows, seed=args.seed)
         return 0
@@ -420,7 +420,7 @@ def _cmd_examples(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from sedge_pyro import demo
+    from sedge_pyro.experiments import paper as demo
 
     demo.run(
         out=args.out, quick=args.quick, seed=args.seed, force=args.force, progress=not args.quiet
@@ -429,7 +429,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from sedge_pyro import demo_images
+    from sedge_pyro.experiments import images as demo_images
 
     demo_images.run_images(
         out=args.out,

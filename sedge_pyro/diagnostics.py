@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sedge_pyro.assumptions import is_continuous
 from sedge_pyro.errors import DataError, OptionError, TargetError
 from sedge_pyro.expr import Interval
 
@@ -299,8 +300,6 @@ def _tolerance_for(tolerance: Any, spec: str) -> float | None:
 
 def _met(column: pd.Series, spec: str, value: Any, tolerance: Any) -> np.ndarray:
     """Whether each simulated value of ``spec`` meets the target ``value``."""
-    from sedge_pyro.assumptions import is_continuous
-
     if isinstance(value, Interval):
         if not pd.api.types.is_numeric_dtype(column):
             raise DataError(f"simulated {spec!r} is not numeric: an Interval target needs numbers")

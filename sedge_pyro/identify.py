@@ -294,7 +294,7 @@ def _value_json(value: Any) -> Any:
 # Target and data validation
 
 
-def _normalize_target(graph: SpecGraph, target: Mapping[str, Any]) -> dict[str, Any]:
+def normalize_target(graph: SpecGraph, target: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(target, Mapping):
         raise TargetError(
             f"target is {type(target).__name__}: expected a mapping spec -> value, "
@@ -353,7 +353,7 @@ def _validate_seen(graph: SpecGraph, seen: Any, target: Mapping[str, Any]) -> pd
     return seen
 
 
-def _validate_tolerance(tolerance: Any, target: Mapping[str, Any]) -> None:
+def validate_tolerance(tolerance: Any, target: Mapping[str, Any]) -> None:
     values = tolerance.items() if isinstance(tolerance, Mapping) else [("tolerance", tolerance)]
     for name, value in values:
         if isinstance(tolerance, Mapping) and name not in target:
@@ -532,8 +532,8 @@ def identify(
     """
     if not isinstance(graph, SpecGraph):
         raise GraphError(f"graph is {type(graph).__name__}: expected an sp.SpecGraph")
-    target = _normalize_target(graph, target)
-    _validate_tolerance(tolerance, target)
+    target = normalize_target(graph, target)
+    validate_tolerance(tolerance, target)
     targets = list(target)
     query = Term(
         tuple(Var(x) for x in graph.features),

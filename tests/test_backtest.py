@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import sedge_pyro as sp
-from sedge_pyro.backtest import Cell, _choose_cells
+from sedge_pyro.inference.backtest import Cell, _choose_cells
 from sedge_pyro.cli import main
 
 TARGET = {"z1": sp.Interval(high=0.8), "z2": sp.Interval(low=1.0)}
@@ -251,7 +251,7 @@ def test_import_stays_light():
     code = (
         "import sys, sedge_pyro; "
         "bad = [m for m in ('sedge_pyro.models', 'sedge_pyro.inference', 'torch') "
-        "if m in sys.modules]; print(bad, callable(sedge_pyro.backtest))"
+        "if m in sys.modules]; print(bad, callable(sedge_pyro.inference.backtest))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] True"

@@ -6,7 +6,7 @@ import torch
 
 from sedge_pyro.inference.fit import fit_component
 from sedge_pyro.inference.selection import BlockPrior
-from sedge_pyro.models.sedge import _fn
+from sedge_pyro.models.sedge import component_program as _fn
 
 # normalised units: a uniform feature of unit variance spans +-sqrt(3)
 EDGE = math.sqrt(3.0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sedge_pyro import cli
-from sedge_pyro.demo_images import (
+from sedge_pyro.experiments.images import (
     METHODS,
     SEDGE_METHODS,
     image_experiment,

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import sedge_pyro as sp
-from sedge_pyro import cli, demo
+from sedge_pyro import cli
+from sedge_pyro.experiments import paper as demo
 from sedge_pyro.cli import main, parse_target
 from sedge_pyro.models.columns import Columns, infer_kind
 from sedge_pyro.options import default_threads
@@ -132,7 +133,7 @@ def test_seeds_outside_0_to_2_63_are_refused_everywhere(
 
     monkeypatch.setattr(demo, "run", no_work)
     monkeypatch.setattr(demo, "run_registry", no_work)
-    monkeypatch.setattr("sedge_pyro.demo_images.run_images", no_work)
+    monkeypatch.setattr("sedge_pyro.experiments.images.run_images", no_work)
     monkeypatch.setattr(sp.SEDGEModel, "fit", no_work)
     argv = {
         "identify": ["fig2b"],

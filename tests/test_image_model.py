@@ -9,8 +9,8 @@ import pytest
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES, shapes
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.image import ImageSEDGE
-from sedge_pyro.models.judge import AttributeClassifier
+from sedge_pyro.experiments.image_sedge import ImageSEDGE
+from sedge_pyro.experiments.judge import AttributeClassifier
 
 
 @pytest.fixture(scope="module")

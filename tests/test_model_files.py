@@ -16,7 +16,9 @@ import safetensors.torch
 import torch
 
 import sedge_pyro as sp
-from sedge_pyro.models import ConditionalImageVAE, ImageSEDGE, LatentSEDGE, SEDGEModel
+from sedge_pyro import SEDGEModel
+from sedge_pyro.experiments import ConditionalImageVAE, ImageSEDGE
+from sedge_pyro.models import LatentSEDGE
 from sedge_pyro.models.files import LegacyFormatError, read_state, write_state
 
 FAST = {"steps": 20, "batch_size": 64, "progress": False}
@@ -148,18 +150,18 @@ def test_convert_is_the_one_path_that_unpickles_and_needs_trust(tmp_path, fitted
     with pytest.raises(LegacyFormatError, match="old.pt"):
         SEDGEModel.load(old)
     with pytest.raises(sp.SedgeError, match="trust=True"):
-        sp.models.convert(old, tmp_path / "new.safetensors")
+        sp.convert(old, tmp_path / "new.safetensors")
     assert not (tmp_path / "new.safetensors").exists()
-    new = sp.models.convert(old, tmp_path / "new.safetensors", trust=True)
+    new = sp.convert(old, tmp_path / "new.safetensors", trust=True)
     np.testing.assert_array_equal(
         SEDGEModel.load(new).log_prob(df.head(20)), model.log_prob(df.head(20))
     )
     with pytest.raises(sp.SedgeError, match="exists"):
-        sp.models.convert(old, new, trust=True)
+        sp.convert(old, new, trust=True)
     with pytest.raises(sp.SedgeError, match="old file itself"):
-        sp.models.convert(old, old, trust=True, overwrite=True)
+        sp.convert(old, old, trust=True, overwrite=True)
     with pytest.raises(sp.SedgeError, match="not a model file of the old"):
-        sp.models.convert(new, tmp_path / "again.safetensors", trust=True)
+        sp.convert(new, tmp_path / "again.safetensors", trust=True)
 
 
 def test_convert_other_model_classes(tmp_path):
@@ -169,14 +171,14 @@ def test_convert_other_model_classes(tmp_path):
     latent.fit(y_x, y_z, steps=3, batch_size=20, progress=False, align=False)
     torch.save(latent.state(), tmp_path / "latent.pt")
     back = LatentSEDGE.load(
-        sp.models.convert(tmp_path / "latent.pt", tmp_path / "l.st", trust=True)
+        sp.convert(tmp_path / "latent.pt", tmp_path / "l.st", trust=True)
     )
     assert back.config() == latent.config()
     np.testing.assert_allclose(back.decode(x=np.zeros((2, 2))), latent.decode(x=np.zeros((2, 2))))
     cvae = ConditionalImageVAE(2, size=8, width=4, attributes={"colour": ["red", "blue"]})
     torch.save(cvae.state(), tmp_path / "cvae.pt")
     back = ConditionalImageVAE.load(
-        sp.models.convert(tmp_path / "cvae.pt", tmp_path / "c.st", trust=True)
+        sp.convert(tmp_path / "cvae.pt", tmp_path / "c.st", trust=True)
     )
     assert back.config() == cvae.config()
 

@@ -8,7 +8,7 @@ import torch
 import sedge_pyro as sp
 from sedge_pyro.inference.fit import fit_component
 from sedge_pyro.models.likelihoods import MonotoneBernoulli
-from sedge_pyro.models.sedge import _fn
+from sedge_pyro.models.sedge import component_program as _fn
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -87,7 +87,7 @@ def test_custom_held_out_and_bad_input() -> None:
 
 @pytest.fixture(scope="module")
 def judge():
-    from sedge_pyro.models.judge import AttributeClassifier
+    from sedge_pyro.experiments.judge import AttributeClassifier
 
     own = shapes(5000, seed=100, held_out=())  # its own draw, every combination included
     return AttributeClassifier().fit(own.images, own.labels, seed=0, progress=False)
@@ -106,7 +106,7 @@ def test_judge_is_fair_on_held_out_images(judge, data) -> None:
 
 
 def test_judge_rejects_bad_input(judge, data) -> None:
-    from sedge_pyro.models.judge import AttributeClassifier
+    from sedge_pyro.experiments.judge import AttributeClassifier
 
     with pytest.raises(DataError, match="expected \\(N, 3, 32, 32\\)"):
         judge.predict(data.images[:, :2])

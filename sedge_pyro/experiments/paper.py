@@ -40,10 +40,18 @@ from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
+from sedge_pyro import datasets
+from sedge_pyro.diagnostics import mmd as mmd_of
+from sedge_pyro.diagnostics import mmd_floor, pair_plot
 from sedge_pyro.errors import OptionError, SedgeError
 from sedge_pyro.examples import EXAMPLES
 from sedge_pyro.expr import Interval, Var
+from sedge_pyro.identify import identify
+from sedge_pyro.inference.model import SEDGEModel
+from sedge_pyro.version import __version__
 
 __all__ = [
     "Experiment",
@@ -149,11 +157,6 @@ def paper_experiment(
     :returns: an :class:`Experiment`.
     :raises OptionError: for bad sizes or an unknown label in ``only``.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    import sedge_pyro as sp
-
     if quick:
         rows, draws, steps = min(rows, 12_000), min(draws, 500), min(steps, 300)
     for name, value in (("rows", rows), ("draws", draws), ("steps", steps)):
@@ -168,7 +171,7 @@ def paper_experiment(
         runs = [r for r in RUNS if r[0] in only]
     err = stream or sys.stderr
 
-    data = sp.datasets.paper_synthetic(rows, seed=seed)
+    data = datasets.paper_synthetic(rows, seed=seed)
     seen, oracle = data.seen, data.oracle
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(oracle))
@@ -182,10 +185,10 @@ def paper_experiment(
     reference = rest.iloc[:draws]
     # the floor: the same MMD between two disjoint Oracle samples of `draws` rows, averaged
     # over 20 splits (one split's figure varies by about a third)
-    floor = sp.mmd_floor(rest, draws, repeats=20, seed=seed, bandwidth=1.0, unbiased=False)
-    floor_std = sp.mmd_floor(rest, draws, repeats=20, seed=seed, standardize=True)
+    floor = mmd_floor(rest, draws, repeats=20, seed=seed, bandwidth=1.0, unbiased=False)
+    floor_std = mmd_floor(rest, draws, repeats=20, seed=seed, standardize=True)
     oracle_sat = float(np.mean(data.region_probability(reference[FEATURES])))
-    identification = sp.identify(data.graph, EVENT, seen)
+    identification = identify(data.graph, EVENT, seen)
 
     fit_kw = {"steps": steps, "batch_size": 512, "lr": 3e-3, "seed": seed}
     needed = list(dict.fromkeys(r[1] for r in runs))
@@ -198,7 +201,7 @@ def paper_experiment(
         start = time.perf_counter()
         if progress:
             print(f"fitting model {label} ...", file=err, flush=True)
-        models[label] = sp.SEDGEModel(data.graph, **options).fit(seen, progress=progress, **fit_kw)
+        models[label] = SEDGEModel(data.graph, **options).fit(seen, progress=progress, **fit_kw)
         fit_seconds[label] = time.perf_counter() - start
 
     sampler_options = {
@@ -219,8 +222,8 @@ def paper_experiment(
         opts = {**sampler_options.get(method, {}), **options}
         s = model.sample(target, n=draws, method=method, seed=seed, **opts)
         v = s.to_dataframe()[FEATURES]
-        mmd = float(sp.mmd(v, reference[FEATURES], bandwidth=1.0, unbiased=False))
-        mmd_std = float(sp.mmd(v, reference[FEATURES], standardize=True))
+        mmd = float(mmd_of(v, reference[FEATURES], bandwidth=1.0, unbiased=False))
+        mmd_std = float(mmd_of(v, reference[FEATURES], standardize=True))
         sat = float(np.mean(data.region_probability(v)))
         outside = float(1.0 - np.mean(data.in_support(v)))
         key = _row_key(label, kind)
@@ -250,7 +253,7 @@ def paper_experiment(
         "seen_rows": len(seen),
         "oracle_rows": len(oracle),
         "torch": torch.__version__,
-        "sedge_pyro": sp.__version__,
+        "sedge_pyro": __version__,
     }
     return Experiment(
         table, config, floor, floor_std, oracle_sat, identification, samples, data, reference
@@ -280,8 +283,6 @@ def figure(exp: Experiment) -> Any:
     3-D view of Seen, Oracle and the best method.
     """
     from matplotlib.figure import Figure
-
-    from sedge_pyro.diagnostics import pair_plot
 
     keys = list(exp.samples)
     cols = 4

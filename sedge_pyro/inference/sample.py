@@ -18,7 +18,7 @@ the draws are finite, converts them to raw units, records the settings and the d
 ``svi``       a normalizing-flow guide fit by SVI to the conditioned model
 ``nuts``      Pyro's NUTS on the conditioned model (low-dimensional X)
 ``direct``    models D/E: draws from the fitted :math:`p(X \mid Z)` itself
-``auto``      the method :func:`~sedge_pyro.backtest` finds best on the model's training
+``auto``      the method :func:`~sedge_pyro.inference.backtest` finds best on the model's training
               rows (or on ``backtest=`` a result of yours), with the options it ran with
 ============  ===========================================================================
 
@@ -34,39 +34,46 @@ one posterior (``plan``, ``langevin``, ``svi``, ``nuts``) raise
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from sedge_pyro.errors import DataError, OptionError, SamplingError, SedgeError
-from sedge_pyro.expr import Var
+from sedge_pyro.errors import OptionError, SedgeError
+from sedge_pyro.inference.direct import sample_direct
+from sedge_pyro.inference.draws import Draws, check_finite
+from sedge_pyro.inference.guided import sample_dps, sample_opt
+from sedge_pyro.inference.langevin import sample_langevin
+from sedge_pyro.inference.nuts import sample_nuts
+from sedge_pyro.inference.plan import sample_plan
 from sedge_pyro.inference.samples import Samples
 from sedge_pyro.inference.selection import CORRECTED, corrected, diffusion_surrogate
+from sedge_pyro.inference.smc import sample_smc
 from sedge_pyro.inference.target import PER_DRAW_METHODS, Problem, Target, is_per_draw
 from sedge_pyro.inference.verdict import AGREEMENT_ROWS, verdict
+from sedge_pyro.inference.vi import sample_svi
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import seed as check_seed
 
 if TYPE_CHECKING:
-    from sedge_pyro.models.sedge import SEDGEModel
+    from sedge_pyro.models.sedge import SEDGEProgram
 
 __all__ = ["AUTO_METHODS", "METHODS", "Draws", "check_finite", "sample"]
 
-#: method name -> "module:function" (loaded on first use)
-METHODS: dict[str, str] = {
-    "plan": "sedge_pyro.inference.plan:sample_plan",
-    "opt": "sedge_pyro.inference.guided:sample_opt",
-    "dps": "sedge_pyro.inference.guided:sample_dps",
-    "smc": "sedge_pyro.inference.smc:sample_smc",
-    "langevin": "sedge_pyro.inference.langevin:sample_langevin",
-    "svi": "sedge_pyro.inference.vi:sample_svi",
-    "nuts": "sedge_pyro.inference.nuts:sample_nuts",
-    "direct": "sedge_pyro.inference.direct:sample_direct",
+#: method name -> its sampler, ``fn(problem, n, *, chains, generator, progress, **options) ->
+#: Draws``
+METHODS: dict[str, Callable[..., Draws]] = {
+    "plan": sample_plan,
+    "opt": sample_opt,
+    "dps": sample_dps,
+    "smc": sample_smc,
+    "langevin": sample_langevin,
+    "svi": sample_svi,
+    "nuts": sample_nuts,
+    "direct": sample_direct,
 }
 
 #: the methods ``method="auto"`` backtests when it runs the backtest itself: the samplers of
@@ -75,41 +82,10 @@ METHODS: dict[str, str] = {
 AUTO_METHODS: tuple[str, ...] = ("plan", "langevin", "svi", "direct")
 
 
-class Draws(NamedTuple):
-    """A sampler's output in normalised units.
-
-    :param x: draws, shape ``(chains, draws, features)``.
-    :param stats: per-draw statistics, name -> tensor or array ``(chains, draws)``.
-    :param info: per-run figures (effective sample size, acceptance rate, step size, ...).
-    :param raw: optionally, the draws in raw units (e.g. training values copied exactly);
-        ``None``: decoded from ``x``.
-    """
-
-    x: torch.Tensor
-    stats: dict[str, Any]
-    info: dict[str, Any]
-    raw: np.ndarray | None = None
-
-
-def check_finite(x: torch.Tensor, method: str, step: int | str) -> None:
-    """Raise :class:`~sedge_pyro.SamplingError` when ``x`` holds a NaN or infinity.
-
-    :param method: the sampler's name, for the message.
-    :param step: the step (or stage) reached, for the message.
-    """
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).any(-1).sum()) if x.dim() else 1
-        raise SamplingError(
-            f"method {method!r} diverged at step {step}: {bad} draw(s) are NaN or infinite; "
-            "lower the step size or learning rate, or raise the number of steps"
-        )
-
-
 def _resolve(method: str) -> Any:
     if method not in METHODS:
         raise OptionError(f"method={method!r}: expected one of {', '.join(METHODS)}")
-    module, name = METHODS[method].split(":")
-    return getattr(importlib.import_module(module), name)
+    return METHODS[method]
 
 
 def _settings(fn: Any, method: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,7 +103,7 @@ def _settings(fn: Any, method: str, options: Mapping[str, Any]) -> dict[str, Any
     return {**params, **options}
 
 
-def default_method(model: SEDGEModel) -> str:
+def default_method(model: SEDGEProgram) -> str:
     """The method ``sample`` uses when none is given: ``plan`` for models A/B, ``direct`` for
     D/E, and for C ``langevin`` (a prior with a density) or ``opt``.
     """
@@ -139,7 +115,7 @@ def default_method(model: SEDGEModel) -> str:
 
 
 def sample(
-    model: SEDGEModel,
+    model: SEDGEProgram,
     target: Mapping[str, Any],
     n: int = 1000,
     method: str | None = None,
@@ -161,16 +137,9 @@ def sample(
     if not model.fitted:
         raise SedgeError("the model is not fitted: call model.fit(data) first")
     if method == "auto":
-        return _sample_auto(
-            model,
-            target,
-            n,
-            chains=chains,
-            seed=seed,
-            device=device,
-            tolerance=tolerance,
-            progress=progress,
-            **options,
+        raise OptionError(
+            "method='auto' chooses by a backtest, which sits above this dispatcher: call "
+            "model.sample(target, method='auto')"
         )
     method = default_method(model) if method is None else method
     fn = _resolve(method)
@@ -237,111 +206,8 @@ def sample(
     )
 
 
-def _sample_auto(
-    model: SEDGEModel,
-    target: Mapping[str, Any],
-    n: int,
-    *,
-    backtest: Any = None,
-    chains: int,
-    seed: int,
-    device: str | torch.device | None,
-    tolerance: float | Mapping[str, float] | None,
-    progress: bool,
-    **options: Any,
-) -> Samples:
-    """``method="auto"``: the method :func:`~sedge_pyro.backtest` finds best on the model's own
-    training rows (rare seen combinations like the target, held out), with the options it ran
-    with there. ``info["auto"]`` records the choice and the backtest's verdict; an unreliable
-    backtest (even the best method above 3x the floor, or none qualifying) adds a warning.
-
-    Without ``backtest=``, the backtest runs here over :data:`AUTO_METHODS` (those the model
-    supports) with its defaults: one fit per held-out cell, so minutes on a CPU. To compare
-    other methods or options, run :func:`~sedge_pyro.backtest` yourself and pass it.
-    """
-    # the backtest fits and samples models: it sits above this module, so it loads here
-    from sedge_pyro.backtest import ALIASES, Backtest, _default_methods
-    from sedge_pyro.backtest import backtest as run_backtest
-
-    if options:
-        raise OptionError(
-            f"method='auto' has no option {next(iter(options))!r}: it takes the options the "
-            "backtest ran each method with; run sp.backtest(..., methods={name: options}) "
-            "and pass it as backtest="
-        )
-    if backtest is not None and not isinstance(backtest, Backtest):
-        raise OptionError(
-            f"backtest is {type(backtest).__name__}: expected the sp.Backtest that "
-            "sp.backtest returned"
-        )
-    if isinstance(target, Mapping) and any(is_per_draw(v) for v in target.values()):
-        raise OptionError(
-            "method='auto' chooses among samplers of one posterior: per-draw targets need "
-            "method 'opt', 'dps' or 'direct'"
-        )
-    Target(model, target, tolerance=tolerance, n=int(n))  # a bad target names its culprit
-    notes: list[str] = []
-    candidates = [m for m in _default_methods(model) if m in AUTO_METHODS]
-    if backtest is None and len(candidates) > 1:
-        if model.seen is None:
-            raise OptionError(
-                "method='auto' backtests on the model's training rows, and this model keeps "
-                "none: pass backtest=sp.backtest(graph, data, target) or name a method"
-            )
-        try:
-            backtest = run_backtest(
-                model.graph,
-                model.seen,
-                target,
-                methods=candidates,
-                model=model,
-                seed=seed,
-                progress=progress,
-                device=model.device if device is None else device,
-            )
-        except DataError as err:  # no seen cell like the target can be held out
-            notes.append(f"no backtest was possible ({err})")
-    chosen, opts = None, {}
-    if backtest is not None:
-        best = backtest.best
-        if best is not None:
-            ran = backtest.settings.get("method_options", {}).get(best)
-            chosen, opts = (ran[0], dict(ran[1] or {})) if ran else ALIASES.get(best, (best, {}))
-        if not backtest.reliable:
-            notes.append(backtest.verdict)
-        asked = {Var(k, v).to_text() for k, v in target.items()}
-        if {Var(k, v).to_text() for k, v in backtest.target.items()} != asked:
-            notes.append("the backtest given was run for another target")
-    if chosen is None:
-        chosen = default_method(model) if len(candidates) != 1 else candidates[0]
-        if backtest is not None or notes:
-            notes.append(f"fell back to the default method {chosen!r}, unchecked")
-    s = sample(
-        model,
-        target,
-        n,
-        chosen,
-        chains=chains,
-        seed=seed,
-        device=device,
-        tolerance=tolerance,
-        progress=progress,
-        **opts,
-    )
-    s.info["auto"] = {
-        "method": chosen,
-        "options": opts,
-        "label": None if backtest is None else backtest.best,
-        "verdict": None if backtest is None else backtest.verdict,
-        "compared": [] if backtest is None else list(backtest.summary.index),
-    }
-    if notes:
-        s.info["warnings"] = [*s.warnings, "method='auto': " + "; ".join(notes)]
-    return s
-
-
 def _verdict(
-    model: SEDGEModel,
+    model: SEDGEProgram,
     raw: np.ndarray,
     target: Mapping[str, Any],
     method: str,

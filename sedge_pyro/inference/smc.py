@@ -71,9 +71,11 @@ import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError, SamplingError
+from sedge_pyro.inference.draws import Draws, check_finite
 from sedge_pyro.inference.guided import _schedule
-from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.langevin import MAX_WALKERS, refine_moves, refine_walk
 from sedge_pyro.inference.target import Problem
+from sedge_pyro.models.priors import DiffusionPrior
 from sedge_pyro.options import fraction, number, whole
 
 __all__ = ["MIN_PARTICLES", "SMCInfo", "SMCState", "init", "sample_smc", "step"]
@@ -350,8 +352,6 @@ def sample_smc(
     >>> model.sample({"z1": 1.0}, n=10, method="smc", particles=64).values.shape
     (1, 10, 3)
     """
-    from sedge_pyro.models.priors import DiffusionPrior
-
     prior = problem.prior
     if not isinstance(prior, DiffusionPrior):
         raise OptionError(
@@ -365,8 +365,6 @@ def sample_smc(
     smooth = whole("smooth", smooth, 0)
     schedule = _schedule(prior.T, steps)
     temper = number("temper", temper, positive=False)
-    from sedge_pyro.inference.langevin import MAX_WALKERS, refine_moves, refine_walk
-
     refine = refine_moves(problem, whole("refine", refine, 0, none_ok=True), _REFINE)
     state = init(problem, int(chains), K, generator, smooth=smooth, temper=temper)
     path: list[float] = []

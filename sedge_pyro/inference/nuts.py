@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from pyro.infer.mcmc import MCMC, NUTS
 
-from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.draws import Draws, check_finite
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.options import flag, fraction, number, whole
 

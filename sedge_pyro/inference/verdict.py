@@ -60,6 +60,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sedge_pyro import arviz_compat
+from sedge_pyro.diagnostics import mmd
 from sedge_pyro.errors import SedgeError
 
 __all__ = [
@@ -540,8 +542,6 @@ def chain_figures(
     and localization: an improved R-hat for assessing convergence of MCMC, Bayesian
     Analysis 2021.
     """
-    from sedge_pyro import arviz_compat
-
     x = np.asarray(values, dtype=float)
     names = list(features) if which is None else [f for f in features if f in set(which)]
     index = {f: j for j, f in enumerate(features)}
@@ -616,8 +616,6 @@ def agreement(
     >>> mmd > 3 * floor
     True
     """
-    from sedge_pyro.diagnostics import mmd
-
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     rng = np.random.default_rng(seed)
     rows = [int(np.prod(x.shape[:-1])) for x in (a, b)]

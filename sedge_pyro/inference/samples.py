@@ -32,6 +32,7 @@ import pandas as pd
 from sedge_pyro import arviz_compat
 from sedge_pyro.atomic import atomic_path
 from sedge_pyro.errors import SedgeError
+from sedge_pyro.expr import Interval
 from sedge_pyro.inference.verdict import Verdict, agreement, is_markov
 
 __all__ = ["Comparison", "Samples"]
@@ -412,8 +413,6 @@ def _unescape(name: str) -> str:
 
 
 def _target_json(target: Mapping[str, Any]) -> dict[str, Any]:
-    from sedge_pyro.expr import Interval
-
     out: dict[str, Any] = {}
     for k, v in target.items():
         if isinstance(v, np.ndarray):
@@ -430,8 +429,6 @@ def _target_json(target: Mapping[str, Any]) -> dict[str, Any]:
 def _target_from_json(
     data: Mapping[str, Any], observed: Mapping[str, np.ndarray] | None = None
 ) -> dict[str, Any]:
-    from sedge_pyro.expr import Interval
-
     out: dict[str, Any] = {}
     for k, v in data.items():
         if isinstance(v, dict) and "per_draw" in v:

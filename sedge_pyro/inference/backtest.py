@@ -35,12 +35,13 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.assumptions import DEFAULT_TOLERANCE_SD, is_continuous
@@ -49,14 +50,13 @@ from sedge_pyro.errors import DataError, GraphError, OptionError, SedgeError, Ta
 from sedge_pyro.expr import Interval, Var
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.identify import Status, identify
+from sedge_pyro.inference.sample import AUTO_METHODS, METHODS, default_method, sample
+from sedge_pyro.inference.samples import Samples
+from sedge_pyro.inference.target import Target, is_per_draw
+from sedge_pyro.models.columns import as_frame
+from sedge_pyro.models.sedge import SEDGEProgram
 
-if TYPE_CHECKING:
-    from sedge_pyro.models.sedge import SEDGEModel
-
-# The torch layers (models, inference) load inside `backtest`, on first use, so that
-# `import sedge_pyro` stays light (see sedge_pyro/__init__.py).
-
-__all__ = ["OUTSIDE_MAX", "RELIABLE_RATIO", "Backtest", "Cell", "backtest"]
+__all__ = ["OUTSIDE_MAX", "RELIABLE_RATIO", "Backtest", "Cell", "backtest", "sample_auto"]
 
 #: a method whose median share of draws outside the held-out range exceeds this is never "best"
 OUTSIDE_MAX = 0.01
@@ -142,7 +142,7 @@ class Backtest:
     target: Mapping[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
     heldout: dict[str, pd.Index] = field(default_factory=dict, repr=False)
-    models: dict[str, SEDGEModel] = field(default_factory=dict, repr=False)
+    models: dict[str, SEDGEProgram] = field(default_factory=dict, repr=False)
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -340,7 +340,7 @@ def backtest(
     target: Mapping[str, Any],
     *,
     methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
-    model: Mapping[str, Any] | SEDGEModel | None = None,
+    model: Mapping[str, Any] | SEDGEProgram | None = None,
     draws: int = 1000,
     min_rows: int = 50,
     max_combos: int = 3,
@@ -348,6 +348,7 @@ def backtest(
     steps: int | None = None,
     progress: bool = True,
     device: str = "cpu",
+    build: Callable[..., SEDGEProgram] | None = None,
 ) -> Backtest:
     r"""Hold out rare *seen* combinations like the target, extrapolate to them, and score.
 
@@ -375,6 +376,8 @@ def backtest(
     :param steps: SVI steps per component of each fit (``None``: the model's default).
     :param progress: a progress bar over cells x methods.
     :param device: where to fit and sample.
+    :param build: the model class each cell fits (default: the class of ``model`` when it is
+        a model; :func:`sedge_pyro.backtest` passes :class:`~sedge_pyro.SEDGEModel`).
     :returns: a :class:`Backtest`.
     :raises TargetError: for an empty target, a spec not in the graph, or a per-draw value.
     :raises DataError: for empty data, a missing column, or no cell that can be held out (the
@@ -388,9 +391,13 @@ def backtest(
     >>> [c.label for c in bt.cells]
     ['z1 ≥ 0.8, z2 ≤ 1']
     """
-    from sedge_pyro.models.columns import as_frame
-    from sedge_pyro.models.sedge import SEDGEModel
-
+    if build is None and isinstance(model, SEDGEProgram):
+        build = type(model)
+    if build is None:
+        raise OptionError(
+            "build=None and model is not a model: expected the model class to fit "
+            "(sp.backtest passes sp.SEDGEModel)"
+        )
     if not isinstance(graph, SpecGraph):
         raise GraphError(f"graph is {type(graph).__name__}: expected an sp.SpecGraph")
     df = as_frame(data)
@@ -412,14 +419,14 @@ def backtest(
     max_combos = _whole("max_combos", max_combos, 1)
     options = _model_options(model)
     # building the model checks its options before any fit
-    template = SEDGEModel(graph, **options)
+    template = build(graph, **options)
     plan = _methods(methods, template)
 
     cells, skipped = _choose_cells(graph, df, target, min_rows, max_combos)
     features = list(graph.features)
     rows: list[dict[str, Any]] = []
     heldout: dict[str, pd.Index] = {}
-    models: dict[str, SEDGEModel] = {}
+    models: dict[str, SEDGEProgram] = {}
     bar = tqdm(
         total=len(cells) * len(plan), desc="SEDGE backtest", disable=not progress, leave=False
     )
@@ -433,7 +440,7 @@ def backtest(
             start = time.perf_counter()
             try:
                 # step 2: a fresh model on the other rows
-                fitted = SEDGEModel(graph, **options).fit(
+                fitted = build(graph, **options).fit(
                     rest, steps=steps, seed=seed, progress=False, device=device
                 )
             except SedgeError as err:
@@ -681,11 +688,9 @@ def _whole(name: str, value: Any, least: int) -> int:
 
 
 def _model_options(model: Any) -> dict[str, Any]:
-    from sedge_pyro.models.sedge import SEDGEModel
-
     if model is None:
         return {}
-    if isinstance(model, SEDGEModel):
+    if isinstance(model, SEDGEProgram):
         return {
             "likelihood": dict(model.likelihood_choice),
             "prior": model.prior_choice,
@@ -706,7 +711,7 @@ def _model_options(model: Any) -> dict[str, Any]:
     return dict(model)
 
 
-def _default_methods(model: SEDGEModel) -> list[str]:
+def _default_methods(model: SEDGEProgram) -> list[str]:
     if model.structure in ("reverse", "reverse-factorized"):
         return ["direct"]
     names = ["plan"] if model.structure in ("sparse", "dense") else []
@@ -717,11 +722,9 @@ def _default_methods(model: SEDGEModel) -> list[str]:
 
 
 def _methods(
-    methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None, model: SEDGEModel
+    methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None, model: SEDGEProgram
 ) -> dict[str, tuple[str, dict[str, Any]]]:
     """Method label -> (sampler name, sampler options)."""
-    from sedge_pyro.inference.sample import METHODS
-
     if methods is None:
         methods = _default_methods(model)
     if isinstance(methods, str):
@@ -783,3 +786,106 @@ def _fmt(value: Any, spec: str) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value))
         else format(value, spec)
     )
+
+
+def sample_auto(
+    model: SEDGEProgram,
+    target: Mapping[str, Any],
+    n: int,
+    *,
+    backtest: Any = None,
+    chains: int,
+    seed: int,
+    device: str | torch.device | None,
+    tolerance: float | Mapping[str, float] | None,
+    progress: bool,
+    **options: Any,
+) -> Samples:
+    """``method="auto"``: the method :func:`backtest` finds best on the model's own
+    training rows (rare seen combinations like the target, held out), with the options it ran
+    with there. ``info["auto"]`` records the choice and the backtest's verdict; an unreliable
+    backtest (even the best method above 3x the floor, or none qualifying) adds a warning.
+
+    Without ``backtest=``, the backtest runs here over :data:`AUTO_METHODS` (those the model
+    supports) with its defaults: one fit per held-out cell, so minutes on a CPU. To compare
+    other methods or options, run :func:`~sedge_pyro.inference.backtest` yourself and pass it.
+    """
+    if options:
+        raise OptionError(
+            f"method='auto' has no option {next(iter(options))!r}: it takes the options the "
+            "backtest ran each method with; run sp.backtest(..., methods={name: options}) "
+            "and pass it as backtest="
+        )
+    if backtest is not None and not isinstance(backtest, Backtest):
+        raise OptionError(
+            f"backtest is {type(backtest).__name__}: expected the sp.Backtest that "
+            "sp.backtest returned"
+        )
+    if isinstance(target, Mapping) and any(is_per_draw(v) for v in target.values()):
+        raise OptionError(
+            "method='auto' chooses among samplers of one posterior: per-draw targets need "
+            "method 'opt', 'dps' or 'direct'"
+        )
+    Target(model, target, tolerance=tolerance, n=int(n))  # a bad target names its culprit
+    notes: list[str] = []
+    candidates = [m for m in _default_methods(model) if m in AUTO_METHODS]
+    if backtest is None and len(candidates) > 1:
+        if model.seen is None:
+            raise OptionError(
+                "method='auto' backtests on the model's training rows, and this model keeps "
+                "none: pass backtest=sp.backtest(graph, data, target) or name a method"
+            )
+        try:
+            backtest = _run_backtest(
+                model.graph,
+                model.seen,
+                target,
+                methods=candidates,
+                model=model,
+                seed=seed,
+                progress=progress,
+                device=model.device if device is None else device,
+            )
+        except DataError as err:  # no seen cell like the target can be held out
+            notes.append(f"no backtest was possible ({err})")
+    chosen, opts = None, {}
+    if backtest is not None:
+        best = backtest.best
+        if best is not None:
+            ran = backtest.settings.get("method_options", {}).get(best)
+            chosen, opts = (ran[0], dict(ran[1] or {})) if ran else ALIASES.get(best, (best, {}))
+        if not backtest.reliable:
+            notes.append(backtest.verdict)
+        asked = {Var(k, v).to_text() for k, v in target.items()}
+        if {Var(k, v).to_text() for k, v in backtest.target.items()} != asked:
+            notes.append("the backtest given was run for another target")
+    if chosen is None:
+        chosen = default_method(model) if len(candidates) != 1 else candidates[0]
+        if backtest is not None or notes:
+            notes.append(f"fell back to the default method {chosen!r}, unchecked")
+    s = sample(
+        model,
+        target,
+        n,
+        chosen,
+        chains=chains,
+        seed=seed,
+        device=device,
+        tolerance=tolerance,
+        progress=progress,
+        **opts,
+    )
+    s.info["auto"] = {
+        "method": chosen,
+        "options": opts,
+        "label": None if backtest is None else backtest.best,
+        "verdict": None if backtest is None else backtest.verdict,
+        "compared": [] if backtest is None else list(backtest.summary.index),
+    }
+    if notes:
+        s.info["warnings"] = [*s.warnings, "method='auto': " + "; ".join(notes)]
+    return s
+
+
+#: :func:`sample_auto` runs the backtest by this name: its own argument ``backtest`` is a result
+_run_backtest = backtest

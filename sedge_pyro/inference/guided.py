@@ -43,8 +43,9 @@ import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError
-from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.draws import Draws, check_finite
 from sedge_pyro.inference.target import LOSSES, Problem
+from sedge_pyro.models.priors import DiffusionPrior
 from sedge_pyro.options import choice, flag, number, whole
 
 __all__ = [
@@ -422,8 +423,6 @@ def sample_dps(
     >>> model.sample({"z1": 1.0}, n=10, method="dps", guidance=0.5).values.shape
     (1, 10, 3)
     """
-    from sedge_pyro.models.priors import DiffusionPrior
-
     prior = problem.prior
     if not isinstance(prior, DiffusionPrior):
         raise OptionError(

@@ -7,11 +7,12 @@ image concepts and DPS guidance. Here the images are :func:`~sedge_pyro.datasets
 appear in training (S = 0), and an independent judge says whether a generated image shows the
 asked-for combination. One run:
 
-1. **Concepts.** :class:`~sedge_pyro.models.ImageSEDGE` learns image concepts from the
+1. **Concepts.** :class:`~sedge_pyro.experiments.ImageSEDGE` learns image concepts from the
    labelled training images and an unlabelled *pool* of images of any combination (the
    analogue of the paper's backbone and concept model trained on broad data), with masked
-   attribute heads (App. D.2's "Causal Mask"); :meth:`~sedge_pyro.models.ImageSEDGE.learned_graph`
-   reads the feature -> specification graph off the masks.
+   attribute heads (App. D.2's "Causal Mask");
+   :meth:`~sedge_pyro.experiments.ImageSEDGE.learned_graph` reads the feature -> specification
+   graph off the masks.
 2. **Identification.** :func:`~sedge_pyro.identify` on the learned graph, for each held-out
    combination.
 3. **Generation**, all in concept space and decoded by the same decoder, except the pixel
@@ -35,11 +36,11 @@ asked-for combination. One run:
      concepts and attributes and composed across the target's attributes as a product of
      experts (Composable Diffusion, Liu et al. 2022; weight 1, the best of 1, 2, 3 on two
      *seen* combinations of seed 0);
-   * ``CVAE`` (baseline): :class:`~sedge_pyro.models.ConditionalImageVAE`,
+   * ``CVAE`` (baseline): :class:`~sedge_pyro.experiments.ConditionalImageVAE`,
      :math:`p(\text{image} \mid \text{attributes})` in pixels, the same encoder and decoder
      architecture.
 
-4. **Judging.** :class:`~sedge_pyro.models.AttributeClassifier`, trained on its own draw of
+4. **Judging.** :class:`~sedge_pyro.experiments.AttributeClassifier`, trained on its own draw of
    every combination (never used for generation), gives each target attribute's accuracy and
    the joint accuracy, the MMD in its feature space to real images of the combination, and
    diversity (mean pairwise feature distance relative to the real images'). Its own accuracy
@@ -63,9 +64,21 @@ from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+import torch
 
-from sedge_pyro.demo import refuse_other_run
+from sedge_pyro.datasets import SHAPE_ATTRIBUTES, shapes
+from sedge_pyro.diagnostics import mmd
 from sedge_pyro.errors import OptionError, SedgeError
+from sedge_pyro.experiments.cvae import ConditionalImageVAE
+from sedge_pyro.experiments.image_sedge import ImageSEDGE
+from sedge_pyro.experiments.judge import AttributeClassifier
+from sedge_pyro.experiments.paper import refuse_other_run
+from sedge_pyro.graph import SpecGraph
+from sedge_pyro.identify import identify
+from sedge_pyro.inference.model import SEDGEModel
+from sedge_pyro.models.composed import ComposedDiffusion
+from sedge_pyro.options import device as check_device
+from sedge_pyro.version import __version__
 
 __all__ = [
     "ImageExperiment",
@@ -181,7 +194,7 @@ def score_images(
 ) -> dict[str, float]:
     """The judge's verdict on generated images of one combination.
 
-    :param judge: a fitted :class:`~sedge_pyro.models.AttributeClassifier`.
+    :param judge: a fitted :class:`~sedge_pyro.experiments.AttributeClassifier`.
     :param images: generated images ``(N, 3, size, size)``.
     :param combo: attribute -> asked-for value.
     :param reference: real images of the combination.
@@ -189,8 +202,6 @@ def score_images(
         feature space, to ``reference``) and ``diversity`` (mean pairwise feature distance
         over that of ``reference``, up to 200 images each).
     """
-    from sedge_pyro.diagnostics import mmd
-
     pred = judge.predict(images)
     hit = np.ones(len(pred), bool)
     out: dict[str, float] = {}
@@ -236,25 +247,13 @@ def image_experiment(
         ``cvae_steps``, ``fit_steps``, ``judge_images``, ``draws``, ``width``,
         ``diffusion_T``, ``prior_steps``).
     :param threshold: the mask probability a concept -> attribute edge needs
-        (:meth:`~sedge_pyro.models.ImageSEDGE.learned_graph`).
+        (:meth:`~sedge_pyro.experiments.ImageSEDGE.learned_graph`).
     :param device: where every network is fit and every sampler runs (``"cpu"``, ``"cuda"``).
     :param progress: progress lines on ``stream`` and progress bars.
     :param stream: where progress lines go (default standard error).
     :returns: an :class:`ImageExperiment`.
     :raises OptionError: for a bad seed or an unknown or non-positive size.
     """
-    import torch
-
-    import sedge_pyro as sp
-    from sedge_pyro.datasets import SHAPE_ATTRIBUTES, shapes
-    from sedge_pyro.models import (
-        AttributeClassifier,
-        ComposedDiffusion,
-        ConditionalImageVAE,
-        ImageSEDGE,
-    )
-    from sedge_pyro.options import device as check_device
-
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise OptionError(f"seed={seed!r}: expected a whole number >= 0")
     dev = check_device(device)
@@ -322,16 +321,16 @@ def image_experiment(
     say(f"models A, B, D on the concepts, {size['fit_steps']} steps per component")
     fit = {"steps": size["fit_steps"], "seed": seed, "progress": progress, "device": dev}
     ddpm = {"prior": "diffusion", "prior_options": {"T": size["diffusion_T"]}}
-    dense = sp.SpecGraph.from_parents({a: features for a in attrs}, selection_parents=selected)
-    a_ddpm = sp.SEDGEModel(graph, likelihood="categorical", **ddpm)
-    b_ddpm = sp.SEDGEModel(dense, likelihood="categorical", **ddpm)
+    dense = SpecGraph.from_parents({a: features for a in attrs}, selection_parents=selected)
+    a_ddpm = SEDGEModel(graph, likelihood="categorical", **ddpm)
+    b_ddpm = SEDGEModel(dense, likelihood="categorical", **ddpm)
     for model in (a_ddpm, b_ddpm):
         model.fit(df, prior_data=x_pool, **fit)
         # the DDPM prior needs far more steps than a likelihood (see SIZES)
         model.fit(
             df, prior_data=x_pool, **{**fit, "steps": size["prior_steps"]}, components=["prior"]
         )
-    d_rev = sp.SEDGEModel(graph, structure="reverse", prior="empirical").fit(df, **fit)
+    d_rev = SEDGEModel(graph, structure="reverse", prior="empirical").fit(df, **fit)
     lap("sedge fits")
 
     say(f"baseline: ComposedDiffusion, {size['prior_steps']} steps")
@@ -367,7 +366,7 @@ def image_experiment(
         name = _combo_name(combo)
         hit = [data.held_labels[a].astype(str).eq(v).to_numpy() for a, v in combo.items()]
         reference = data.held_images[np.all(hit, axis=0)]
-        status = str(sp.identify(graph, target=dict(combo), seen=df).status)
+        status = str(identify(graph, target=dict(combo), seen=df).status)
         kept[name, "real"] = reference[:8]
         for label, _ in METHODS:
             start = time.perf_counter()
@@ -426,7 +425,7 @@ def image_experiment(
         "held_out": [dict(c) for c in data.held_out],
         "device": str(dev),
         "torch": torch.__version__,
-        "sedge_pyro": sp.__version__,
+        "sedge_pyro": __version__,
     }
     return ImageExperiment(rows, config, graph, vae.masks(), judge_accuracy, kept, seconds)
 

@@ -57,7 +57,8 @@ from sedge_pyro.assumptions import Coverage
 from sedge_pyro.errors import OptionError, SamplingError
 from sedge_pyro.expr import Term
 from sedge_pyro.identify import Identification, identify
-from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.draws import Draws, check_finite
+from sedge_pyro.inference.langevin import sample_langevin
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.options import number, whole
 
@@ -228,8 +229,6 @@ def _posterior_draws(
     r"""``chains x n`` draws of the model's :math:`p(x \mid Z_T = z)` by MALA, flattened
     chain-major like the plan's particles.
     """
-    from sedge_pyro.inference.langevin import sample_langevin
-
     draws = sample_langevin(problem, n, chains=chains, generator=generator, progress=False)
     return draws.x.reshape(chains * n, problem.dim)
 

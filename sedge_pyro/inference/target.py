@@ -36,11 +36,12 @@ import torch.nn.functional as F
 from sedge_pyro.assumptions import Coverage, _tolerance, is_continuous
 from sedge_pyro.errors import OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
+from sedge_pyro.identify import normalize_target, validate_tolerance
 from sedge_pyro.models.base import BOX_MARGIN, box_margin, seen_box
 
 if TYPE_CHECKING:
     from sedge_pyro.models.base import Prior
-    from sedge_pyro.models.sedge import SEDGEModel
+    from sedge_pyro.models.sedge import SEDGEProgram
 
 __all__ = [
     "BOX_MARGIN",
@@ -141,7 +142,9 @@ class SpecEvent:
         return self.point and self.kind == "continuous"
 
 
-def _normalise_value(model: SEDGEModel, spec: str, value: Any) -> tuple[float | None, float | None]:
+def _normalise_value(
+    model: SEDGEProgram, spec: str, value: Any
+) -> tuple[float | None, float | None]:
     """A raw target value or interval as normalised ``(low, high)``."""
     assert model.columns is not None
     col = model.columns[spec]
@@ -184,7 +187,7 @@ def _normalise_value(model: SEDGEModel, spec: str, value: Any) -> tuple[float | 
     return v, v
 
 
-def _normalise_array(model: SEDGEModel, spec: str, arr: np.ndarray) -> tuple[np.ndarray, Any]:
+def _normalise_array(model: SEDGEProgram, spec: str, arr: np.ndarray) -> tuple[np.ndarray, Any]:
     """A per-draw target as ``(normalised float64 codes, the array as kept)`` (checked)."""
     assert model.columns is not None
     col = model.columns[spec]
@@ -262,14 +265,12 @@ class Target:
 
     def __init__(
         self,
-        model: SEDGEModel,
+        model: SEDGEProgram,
         target: Mapping[str, Any],
         *,
         tolerance: float | Mapping[str, float] | None = None,
         n: int | None = None,
     ) -> None:
-        from sedge_pyro.identify import _normalize_target, _validate_tolerance
-
         if not model.fitted:
             raise SedgeError("the model is not fitted: call model.fit(data) first")
         self.model = model
@@ -285,13 +286,13 @@ class Target:
         codes: dict[str, np.ndarray] = {}
         if arrays:
             rep = {k: _item(arrays[k][0]) if k in arrays else v for k, v in target.items()}
-            normal = _normalize_target(model.graph, rep)
+            normal = normalize_target(model.graph, rep)
             for k, arr in arrays.items():
                 codes[k], arrays[k] = _normalise_array(model, k, arr)
             self.target = {k: arrays.get(k, v) for k, v in normal.items()}
         else:
-            self.target = _normalize_target(model.graph, target)
-        _validate_tolerance(tolerance, self.target)
+            self.target = normalize_target(model.graph, target)
+        validate_tolerance(tolerance, self.target)
         self.tolerance = tolerance
         self.events = [self._event(k, v, codes.get(k)) for k, v in self.target.items()]
         self._check_seen()
@@ -593,7 +594,7 @@ class Problem:
     :param dtype: their dtype.
     """
 
-    model: SEDGEModel
+    model: SEDGEProgram
     target: Target
     device: torch.device
     dtype: torch.dtype = torch.float32

@@ -74,6 +74,7 @@ from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
+from sedge_pyro.models.align import fast_ica, match_basis, residuals
 from sedge_pyro.models.files import load_model, rebuilding, write_state
 from sedge_pyro.models.likelihoods import GaussianMLP
 from sedge_pyro.models.masks import SigmoidMask
@@ -551,8 +552,6 @@ class LatentSEDGE:
         spec basis, so it scores the same encoded specs in every basis). Its heads, masks
         and bases are kept.
         """
-        from sedge_pyro.models.align import fast_ica, match_basis, residuals
-
         net = self.net
         gen = np.random.default_rng(seed)
         rows = gen.permutation(len(t_x))[: min(len(t_x), 10_000)]
@@ -704,7 +703,7 @@ class LatentSEDGE:
 
         :raises OptionError: for a device that does not exist here.
         :raises SedgeError: naming the path when it is missing, damaged, not a saved
-            LatentSEDGE, or of the old pickle format (see :func:`sedge_pyro.models.convert`).
+            LatentSEDGE, or of the old pickle format (see :func:`sedge_pyro.legacy`).
         """
         return load_model(cls, path, _FORMAT, device)
 

@@ -5,7 +5,7 @@ Sec. 5.1 of the SEDGE paper compares models whose features point to the specific
 C) with two that reverse the direction: "Model D reverses the causal direction and learns
 :math:`p(X \mid Z)`, as assumed in many conditional generation models" (model E further
 factorises it over the features). This module is model D at pixel level, with the
-architecture of :class:`~sedge_pyro.models.image.ImageSEDGE` so the comparison is fair: the
+architecture of :class:`~sedge_pyro.experiments.ImageSEDGE` so the comparison is fair: the
 same convolutional encoder and decoder, the decoder fed ``[x, onehot(z)]``. As one Pyro
 program (``Trace_ELBO``, a subsampled ``pyro.plate``, ``pyro.module`` networks):
 
@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES
 from sedge_pyro.errors import DataError, OptionError, TargetError
-from sedge_pyro.models.image import _Decoder, _Encoder, _PixelModel
+from sedge_pyro.experiments.image_sedge import _Decoder, _Encoder, _PixelModel
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
 from sedge_pyro.options import threads as torch_threads
@@ -270,7 +270,7 @@ class ConditionalImageVAE(_PixelModel):
     ) -> np.ndarray:
         r"""Images of the attribute combination ``combo``: ``x ~ N(0, I)``, then the decoder's
         mean image given ``x`` and the combination's codes (no pixel noise, like
-        :meth:`~sedge_pyro.models.image.ImageSEDGE.decode`).
+        :meth:`~sedge_pyro.experiments.image_sedge.ImageSEDGE.decode`).
 
         ``combo`` may name every attribute or only some: each attribute it does not name gets
         a value drawn uniformly at random, independently for every sample (the marginal of

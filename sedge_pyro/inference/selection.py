@@ -46,8 +46,13 @@ import torch
 from torch import nn
 
 from sedge_pyro.assumptions import Coverage
+from sedge_pyro.errors import OptionError
+from sedge_pyro.identify import Status, identify
+from sedge_pyro.inference.fit import fit_component
 from sedge_pyro.models.base import Prior
 from sedge_pyro.models.likelihoods import ConditionalFlow
+from sedge_pyro.models.priors import DiffusionPrior
+from sedge_pyro.models.sedge import component_key, component_program
 
 if TYPE_CHECKING:
     from sedge_pyro.inference.target import Problem
@@ -235,19 +240,17 @@ class SelectionAware:
     @contextlib.contextmanager
     def applied(self, model: Any) -> Iterator[None]:
         """Swap the pieces into ``model`` for the duration (restored afterwards)."""
-        from sedge_pyro.models.sedge import _key
-
         saved = {"prior": model.components["prior"]}
-        saved.update({z: model.components[_key(z)] for z in self.likelihoods})
+        saved.update({z: model.components[component_key(z)] for z in self.likelihoods})
         try:
             model.components["prior"] = self.prior
             for z, m in self.likelihoods.items():
-                model.components[_key(z)] = m
+                model.components[component_key(z)] = m
             yield
         finally:
             model.components["prior"] = saved.pop("prior")
             for z, m in saved.items():
-                model.components[_key(z)] = m
+                model.components[component_key(z)] = m
 
 
 def _cache(model: Any) -> dict[str, Any]:
@@ -280,10 +283,6 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     CONSERVATIVE with its specs in one component of several blocks, every target value an
     event of positive probability, and no training row meeting the whole target.
     """
-    from sedge_pyro.identify import Status, identify
-    from sedge_pyro.inference.fit import fit_component
-    from sedge_pyro.models.sedge import _fn, _key
-
     model, target = problem.model, problem.target
     if model.structure != "sparse":
         return f"structure {model.structure!r}: only models A (sparse) have per-block pieces"
@@ -335,7 +334,9 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     def fit(name: str, ys: list[int], rows: torch.Tensor, ctx: torch.Tensor) -> None:
         module = prior.factors[name]
         y = v[rows][:, ys]
-        h = fit_component(module, _fn(module.model, name), (y, ctx), name=name, **fit_kw)
+        h = fit_component(
+            module, component_program(module.model, name), (y, ctx), name=name, **fit_kw
+        )
         history[name] = {"rows": int(len(rows)), "steps": h.steps}
 
     # p(x_c): training rows resampled by 1 / (1 - prod_r P(A_r | x_c))
@@ -376,10 +377,12 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     for block in comp.blocks:
         use = untouched(block)
         for z in block:
-            m = copy.deepcopy(model.components[_key(z)])
+            m = copy.deepcopy(model.components[component_key(z)])
             idx = [feats.index(f) for f in model.context_of(z)]
             zt = model.columns.tensor(seen, [z], device=dev)
-            h = fit_component(m, _fn(m.model, z), (zt[use], x[use][:, idx]), name=z, **fit_kw)
+            h = fit_component(
+                m, component_program(m.model, z), (zt[use], x[use][:, idx]), name=z, **fit_kw
+            )
             history[z] = {"rows": int(use.sum()), "steps": h.steps}
             m.eval()
             likelihoods[z] = m
@@ -410,8 +413,6 @@ def corrected(
 
     :raises OptionError: for an unknown choice, or ``"odds"`` where it does not apply.
     """
-    from sedge_pyro.errors import OptionError
-
     if choice not in CHOICES:
         raise OptionError(f"selection={choice!r}: expected one of {', '.join(CHOICES)}")
     if choice == "rarity":
@@ -458,10 +459,6 @@ def diffusion_surrogate(
     Yields the ``info`` entries ``diffusion_prior`` (what it was fit on) and
     ``diffusion_fit``, with :func:`corrected`'s.
     """
-    from sedge_pyro.inference.fit import fit_component
-    from sedge_pyro.models.priors import DiffusionPrior
-    from sedge_pyro.models.sedge import _fn
-
     model = problem.model
     if "prior" not in model.components:
         yield {}
@@ -495,7 +492,7 @@ def diffusion_surrogate(
                 prior = prior.to(problem.device)
                 h = fit_component(
                     prior,
-                    _fn(prior.model, "X"),
+                    component_program(prior.model, "X"),
                     (x,),
                     name="diffusion",
                     steps=_steps(model),

@@ -1,4 +1,4 @@
-"""``SEDGEModel``: the Pyro program of Sec. 3.1, assembled from a :class:`SpecGraph`.
+"""``SEDGEProgram``: the Pyro program of Sec. 3.1, assembled from a :class:`SpecGraph`.
 
 Features come from a prior ``p(X)``, each specification from its likelihood ``p(Z_i | V_i)``
 given only its parents ``V_i`` (Eq. 4), and the selection site ``S`` is observed at 1 on
@@ -14,20 +14,19 @@ training rows. The paper's baselines (Sec. 5.1) are options of the same builder:
 ``"reverse-factorized"``   (E) ``prod_j p(X_j | Z)``
 ========================  ==========================================================
 
-Fitting (:meth:`SEDGEModel.fit`) fits every component by SVI on its own Pyro program with
-:func:`~sedge_pyro.inference.fit_component`; the selection mechanism is never fitted (training
-rows all have ``S = 1``, which says nothing about it).
+The user-facing :class:`sedge_pyro.SEDGEModel` (:mod:`sedge_pyro.inference.model`) adds
+fitting (every component by SVI on its own Pyro program, :meth:`component_program`; the
+selection mechanism is never fitted: training rows all have ``S = 1``, which says nothing about
+it) and sampling.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -36,23 +35,19 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 from torch import nn
-from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.models import likelihoods as L
 from sedge_pyro.models import priors as P
 from sedge_pyro.models.base import ConditionalDensity, Prior, data_plate
-from sedge_pyro.models.columns import Columns, as_frame
+from sedge_pyro.models.columns import Columns, as_frame, check_columns
 from sedge_pyro.models.dual import DualDivergencePrior
 from sedge_pyro.models.factorized import FactorizedPrior
 from sedge_pyro.models.files import load_model, rebuilding, write_state
-from sedge_pyro.options import device as check_device
-from sedge_pyro.options import number, whole
-from sedge_pyro.options import seed as check_seed
-from sedge_pyro.options import threads as torch_threads
+from sedge_pyro.options import whole
 
-__all__ = ["AUTO_MARGIN", "STRUCTURES", "SEDGEModel"]
+__all__ = ["AUTO_MARGIN", "STRUCTURES", "SEDGEProgram", "component_key", "component_program"]
 
 STRUCTURES = ("sparse", "dense", "joint", "reverse", "reverse-factorized")
 LIKELIHOODS = ("auto", "gaussian", "bernoulli", "monotone", "categorical", "flow")
@@ -81,7 +76,7 @@ _CLASSES: dict[str, type[nn.Module]] = {
 
 
 #: component class -> the option value that builds it (:attr:`SEDGEModel.chosen`)
-_KIND = {
+COMPONENT_KINDS = {
     "GaussianMLP": "gaussian",
     "BernoulliMLP": "bernoulli",
     "MonotoneBernoulli": "monotone",
@@ -97,49 +92,26 @@ _KIND = {
 }
 
 
-def _key(name: str) -> str:
-    # nn.ModuleDict keys may not contain dots
+#: the class a classmethod of :class:`SEDGEProgram` is called on (``SEDGEModel.load`` gives a
+#: ``SEDGEModel``)
+_Program = TypeVar("_Program", bound="SEDGEProgram")
+
+
+def component_key(name: str) -> str:
+    """The key of node ``name``'s component in :attr:`SEDGEProgram.components` (an
+    ``nn.ModuleDict``, whose keys may not contain dots).
+    """
     return name.replace(".", "\u2024")
 
 
-class SEDGEModel(PyroModule):
-    """The SEDGE generative model of a graph, fit on training rows (S = 1).
+class SEDGEProgram(PyroModule):
+    """The Pyro program of a graph (Sec. 3.1): the components, the sample sites ``X`` (or one per
+    feature), one per spec and the selection site ``S``, densities, and the model file.
 
-    :param graph: the feature -> specification graph.
-    :param likelihood: ``"auto"`` (the default: Bernoulli for 0/1, categorical for labels;
-        for a continuous spec the Gaussian MLP of Eq. (4) and the conditional spline flow of
-        App. D.2 are both fit, and the flow is kept only where its held-out NLL is lower by
-        more than :data:`AUTO_MARGIN`: uniform, skewed or bounded noise), ``"gaussian"``,
-        ``"bernoulli"``, ``"monotone"`` (a Bernoulli whose ``P(z = 1 | parents)`` is monotone
-        in each parent, the direction learned: for threshold specs, where an unconstrained
-        MLP may turn back outside the rows), ``"categorical"``, ``"flow"``, or a dict spec ->
-        one of these.
-    :param prior: ``"auto"`` (the default: a flow and a full-covariance Gaussian, the flow
-        kept only where its held-out NLL is lower by more than :data:`AUTO_MARGIN`),
-        ``"flow"`` (normalizing flow by maximum likelihood), ``"empirical"``
-        (training rows), ``"diffusion"`` (DDPM, for DPS and annealed Langevin),
-        ``"factorized"`` (``prod_j p(x_j | pa(x_j))`` along the feature -> feature edges, each a
-        Gaussian MLP), ``"gaussian"`` (one full-covariance Gaussian, fit in closed form), or
-        ``"dual"`` (the dual-divergence prior of seed 003: a density ratio to the product of
-        marginals, sampled by gradient walks; for few rows); a
-        dict feature -> ``"gaussian"``/``"flow"`` is a factorized prior with per-feature
-        choices.
-    :param structure: one of :data:`STRUCTURES` (the paper's models A-E).
-    :param hidden: hidden layer sizes of the MLPs.
-    :param prior_options: extra keyword arguments of the prior's class (e.g.
-        ``{"kind": "spline_coupling"}`` for a flow, also the flow of ``"auto"``;
-        ``{"T": 200}`` for diffusion).
-
-    What ``"auto"`` chose is :attr:`chosen`; the candidates' held-out NLLs are in
-    ``history[name]["auto"]``.
-    :raises SedgeError: for an unknown option, naming it and the choices.
-
-    >>> import sedge_pyro as sp
-    >>> seen, oracle, graph = sp.datasets.paper_synthetic(2000, seed=0)
-    >>> model = sp.SEDGEModel(graph, prior="empirical")
-    >>> model = model.fit(seen, steps=50, progress=False)
-    >>> sorted(model.history)
-    ['prior', 'z1', 'z2']
+    It holds no fitting and no sampling: :class:`sedge_pyro.SEDGEModel`
+    (:mod:`sedge_pyro.inference.model`) adds them above it, so that no module of
+    :mod:`sedge_pyro.models` imports :mod:`sedge_pyro.inference`. The parameters are those of
+    :class:`~sedge_pyro.SEDGEModel`.
     """
 
     def __init__(
@@ -232,7 +204,7 @@ class SEDGEModel(PyroModule):
             raise SedgeError(f"structure {self.structure!r} has no per-spec likelihood")
         if spec not in self.specs:
             raise SedgeError(f"{spec!r} is not a specification: expected one of {self.specs}")
-        return self.components[_key(spec)]
+        return self.components[component_key(spec)]
 
     @property
     def prior(self) -> Prior:
@@ -249,7 +221,7 @@ class SEDGEModel(PyroModule):
         """
         self._require_fitted()
         return {
-            ("prior" if key == "prior" else key.replace("\u2024", ".")): _KIND.get(
+            ("prior" if key == "prior" else key.replace("\u2024", ".")): COMPONENT_KINDS.get(
                 type(m).__name__, type(m).__name__
             )
             for key, m in self.components.items()
@@ -267,7 +239,7 @@ class SEDGEModel(PyroModule):
         d = len(self.features)
         if self.structure in ("sparse", "dense"):
             for z in self.specs:
-                comps[_key(z)] = self._likelihood(z, len(self.context_of(z)))
+                comps[component_key(z)] = self._likelihood(z, len(self.context_of(z)))
         elif self.structure == "joint":
             bad = [z for z in self.specs if cols[z].kind != "continuous"]
             if bad:
@@ -282,7 +254,7 @@ class SEDGEModel(PyroModule):
                 comps["reverse"] = L.ConditionalFlow(d, width, hidden=self.hidden)
             else:
                 for x in self.features:
-                    comps[_key(x)] = L.GaussianMLP(width, hidden=self.hidden)
+                    comps[component_key(x)] = L.GaussianMLP(width, hidden=self.hidden)
         if self.structure in ("sparse", "dense", "joint"):
             comps["prior"] = self._make_prior()
         self.components = comps
@@ -365,8 +337,6 @@ class SEDGEModel(PyroModule):
         self._require_fitted()
         assert self.columns is not None
         df = as_frame(data)
-        from sedge_pyro.models.columns import check_columns
-
         check_columns(df, list(self.features) + list(self.specs))
         device = self.device if device is None else device
         out = {"X": self.columns.tensor(df, self.features, device=device)}
@@ -412,7 +382,7 @@ class SEDGEModel(PyroModule):
                 else:
                     for z in self.specs:
                         idx = [self.features.index(f) for f in self.context_of(z)]
-                        d = self.components[_key(z)].condition(x[..., idx])
+                        d = self.components[component_key(z)].condition(x[..., idx])
                         obs = None if t is None else _obs(t[z], d)
                         out[z] = pyro.sample(z, d, obs=obs)
             else:
@@ -425,7 +395,7 @@ class SEDGEModel(PyroModule):
                     )
                 else:
                     for j, x in enumerate(self.features):
-                        d = self.components[_key(x)].condition(zc)
+                        d = self.components[component_key(x)].condition(zc)
                         out[x] = pyro.sample(x, d, obs=t["X"][..., j])
             if t is not None:
                 # the selection site: training rows are the rows with S = 1; its mechanism is
@@ -434,205 +404,10 @@ class SEDGEModel(PyroModule):
                 pyro.sample("S", dist.Delta(ones), obs=ones)
         return out
 
-    # ------------------------------------------------------------------ fitting
-
-    def fit(
-        self,
-        data: Any,
-        *,
-        steps: int | None = None,
-        epochs: int | None = None,
-        batch_size: int | None = None,
-        lr: float = 1e-3,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        val_fraction: float = 0.1,
-        patience: int = 10,
-        components: Sequence[str] | None = None,
-        prior_data: Any = None,
-        progress: bool = True,
-        threads: int | None = None,
-    ) -> SEDGEModel:
-        """Fit every component on training rows by SVI (maximum likelihood, Eq. 4).
-
-        :param data: training rows (S = 1): a DataFrame or dict of arrays with a column per
-            feature and specification.
-        :param steps: SVI steps per component. The default grows with the rows: 100 passes
-            over the training split, at least 2,000 and at most 10,000 steps (see
-            :func:`~sedge_pyro.inference.fit.schedule`), always with held-out early stopping.
-        :param epochs: passes over the data per component (overrides ``steps``).
-        :param batch_size: rows per step (default 256); a value above the rows of the
-            training split is capped at them, so small tables fit full-batch.
-        :param lr: Adam's learning rate.
-        :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
-        :param seed: seeds the split, minibatches and initialisation.
-        :param val_fraction: held-out share for early stopping on the held-out NLL.
-        :param patience: evaluations (every 50 steps) without improvement before stopping.
-        :param components: refit only these (names as in :attr:`history`) of a fitted model.
-        :param prior_data: feature rows drawn *without* the selection (a column per feature;
-            spec columns, if any, are ignored), to fit the prior on the population
-            :math:`p(X)` instead of the training rows' :math:`p_D(X)`. The selection acts on
-            the specs, so the training rows' features are tilted towards seen combinations,
-            and a novel combination's features may lie outside their support; unlabelled
-            rows (e.g. the concepts of a broad image set, the prior of App. D.2) do not have
-            that gap. Only the prior uses them: the likelihoods, and ``plan``'s
-            :math:`p_D` terms, still come from ``data``.
-        :param progress: show progress bars.
-        :param threads: torch's CPU threads while fitting, restored afterwards (``None``:
-            :func:`~sedge_pyro.options.default_threads`).
-        :returns: the model itself.
-        :raises DataError: naming the column or count for missing columns, NaN/inf, constant
-            columns, or non-binary values of a Bernoulli spec.
-        :raises OptionError: for a non-positive ``steps``, ``epochs``, ``batch_size``,
-            ``patience``, ``threads`` or ``lr``, or a negative ``seed``.
-        """
-        steps = whole("steps", steps, none_ok=True)
-        epochs = whole("epochs", epochs, none_ok=True)
-        batch_size = whole("batch_size", batch_size, none_ok=True)
-        patience = whole("patience", patience)
-        seed = check_seed(seed)
-        lr = number("lr", lr)
-        df = self._frame(data)
-        # per-target pieces fit on the old components (inference/selection.py) are stale
-        self.__dict__.pop("_selection_aware_cache", None)
-        with torch_threads(threads):
-            device = check_device(device)
-            if components is None or not self.fitted:
-                kinds = {
-                    z: {
-                        "gaussian": "continuous",
-                        "flow": "continuous",
-                        "bernoulli": "binary",
-                        "monotone": "binary",
-                        "categorical": "categorical",
-                    }.get(self.likelihood_choice[z], "auto")
-                    for z in self.specs
-                }
-                self.columns = Columns.fit(df, self.features, self.specs, kinds)
-                cols = list(self.features) + list(self.specs)
-                self.seen = df[cols].reset_index(drop=True).copy()
-                torch.manual_seed(seed)
-                self._build()
-                self.history = {}
-            self.to(device)
-            t = self.tensors(df, device=device)
-            if prior_data is not None:
-                t = dict(t, X_prior=self._prior_rows(prior_data, device))
-            jobs = self._jobs(t)
-            if components is not None:
-                unknown = [c for c in components if c not in jobs]
-                if unknown:
-                    raise SedgeError(f"component {unknown[0]!r}: expected one of {', '.join(jobs)}")
-                jobs = {k: v for k, v in jobs.items() if k in components}
-            outer = tqdm(jobs.items(), desc="SEDGE fit", disable=not progress, leave=False)
-            from sedge_pyro.inference.fit import fit_component
-
-            for i, (name, (module, fn, tensors)) in enumerate(outer):
-                outer.set_postfix(component=name)
-                if isinstance(module, Prior):
-                    module.setup(tensors[0])
-                    if not module.trainable:
-                        self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
-                        continue
-                fit_kw = {
-                    "name": name,
-                    "steps": steps,
-                    "epochs": epochs,
-                    "batch_size": batch_size,
-                    "lr": lr,
-                    "val_fraction": val_fraction,
-                    "patience": patience,
-                    "seed": seed + i,
-                    "progress": progress,
-                }
-                record = fit_component(module, fn, tensors, **fit_kw).to_dict()
-                rival = self._rival(name, module, seed + i)
-                if rival is not None:
-                    record = self._choose(name, module, record, rival, tensors, fit_kw)
-                if name == "prior":
-                    # p(X) of the population, or the training rows' p_D(X): the samplers of
-                    # a diffusion prior treat the two differently (inference/selection.py)
-                    record["population"] = "X_prior" in t
-                self.history[name] = record
-        return self
-
-    def _rival(self, name: str, module: nn.Module, seed: int) -> nn.Module | None:
-        """The other candidate of an ``"auto"`` component (a Gaussian for a flow, a flow for
-        a Gaussian), or ``None`` where there is no choice to make.
-        """
-        if name == "prior":
-            if self.prior_choice != "auto":
-                return None
-            if isinstance(module, P.FlowPrior):
-                return P.GaussianPrior(len(self.features))
-            torch.manual_seed(seed)  # its initialisation, reproducibly
-            return self._make_prior()
-        if name not in self.specs or self.likelihood_choice[name] != "auto":
-            return None
-        assert self.columns is not None
-        if self.structure not in ("sparse", "dense") or self.columns[name].kind != "continuous":
-            return None
-        width = len(self.context_of(name))
-        torch.manual_seed(seed)
-        if isinstance(module, L.GaussianMLP):
-            return L.ConditionalFlow(1, width, hidden=self.hidden)
-        return L.GaussianMLP(width, hidden=self.hidden)
-
-    def _choose(
-        self,
-        name: str,
-        module: nn.Module,
-        record: dict[str, Any],
-        rival: nn.Module,
-        tensors: tuple[torch.Tensor, ...],
-        fit_kw: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Fit ``rival`` on the same rows and held-out split as ``module`` and keep whichever
-        :data:`AUTO_MARGIN` favours (the Gaussian unless the flow's held-out NLL is lower by
-        more than it; the Gaussian where nothing is held out). Returns the kept one's history
-        with ``"auto"``: the candidates' held-out NLLs and the choice.
-        """
-        from sedge_pyro.inference.fit import fit_component, split
-
-        rival.to(tensors[0].device)
-        start = time.perf_counter()
-        if isinstance(rival, Prior) and not rival.trainable:  # the closed-form Gaussian
-            val, train = (
-                i.to(tensors[0].device)
-                for i in split(int(tensors[0].shape[0]), fit_kw["val_fraction"], fit_kw["seed"])
-            )
-            x = tensors[0]
-            rival.setup(x[train] if len(train) >= 2 else x)
-            with torch.no_grad():
-                loss = float(-rival.log_prob(x[val]).mean()) if len(val) else math.nan
-            rival.setup(x)
-            other = {"name": name, "steps": 0, "best_val": loss}
-        else:
-            if isinstance(rival, Prior):
-                rival.setup(tensors[0])
-            fn = _fn(rival.model, "X" if name == "prior" else name)
-            other = fit_component(rival, fn, tensors, **fit_kw).to_dict()
-        other["seconds"] = time.perf_counter() - start
-        kind = {id(m): _KIND[type(m).__name__] for m in (module, rival)}
-        losses = {kind[id(module)]: record.get("best_val"), kind[id(rival)]: other["best_val"]}
-        flow, gauss = losses["flow"], losses["gaussian"]
-        pick = (
-            "flow"
-            if all(v is not None and math.isfinite(v) for v in (flow, gauss))
-            and flow < gauss - AUTO_MARGIN
-            else "gaussian"
-        )
-        kept, out = (module, record) if kind[id(module)] == pick else (rival, other)
-        if kept is rival:
-            self.components[_key(name)] = rival
-        out = dict(out)
-        out["auto"] = {"held_out_nll": losses, "chosen": pick, "margin": AUTO_MARGIN}
-        return out
+    # ------------------------------------------------------------------ fitting helpers
 
     def _prior_rows(self, data: Any, device: torch.device) -> torch.Tensor:
         """The normalised feature tensor of ``prior_data``, checked."""
-        from sedge_pyro.models.columns import check_columns
-
         assert self.columns is not None
         df = as_frame(data)
         if len(df) < 2:
@@ -645,23 +420,27 @@ class SEDGEModel(PyroModule):
         comps = self.components
         if "prior" in comps:
             prior = comps["prior"]
-            jobs["prior"] = (prior, _fn(prior.model, "X"), (t.get("X_prior", t["X"]),))
+            jobs["prior"] = (
+                prior,
+                component_program(prior.model, "X"),
+                (t.get("X_prior", t["X"]),),
+            )
         if self.structure in ("sparse", "dense"):
             for z in self.specs:
                 idx = [self.features.index(f) for f in self.context_of(z)]
-                m = comps[_key(z)]
-                jobs[z] = (m, _fn(m.model, z), (t[z], t["X"][:, idx]))
+                m = comps[component_key(z)]
+                jobs[z] = (m, component_program(m.model, z), (t[z], t["X"][:, idx]))
         elif self.structure == "joint":
             m = comps["joint"]
             zs = torch.cat([t[z] for z in self.specs], dim=1)
-            jobs["joint"] = (m, _fn(m.model, "Z"), (zs, t["X"]))
+            jobs["joint"] = (m, component_program(m.model, "Z"), (zs, t["X"]))
         elif self.structure == "reverse":
             m = comps["reverse"]
-            jobs["reverse"] = (m, _fn(m.model, "X"), (t["X"], t["Z"]))
+            jobs["reverse"] = (m, component_program(m.model, "X"), (t["X"], t["Z"]))
         else:
             for j, x in enumerate(self.features):
-                m = comps[_key(x)]
-                jobs[x] = (m, _fn(m.model, x), (t["X"][:, j : j + 1], t["Z"]))
+                m = comps[component_key(x)]
+                jobs[x] = (m, component_program(m.model, x), (t["X"][:, j : j + 1], t["Z"]))
         return jobs
 
     # ------------------------------------------------------------------ densities
@@ -687,7 +466,7 @@ class SEDGEModel(PyroModule):
         if self.structure in ("sparse", "dense"):
             for z in self.specs:
                 idx = [self.features.index(f) for f in self.context_of(z)]
-                total += comps[_key(z)].log_prob(t[z], t["X"][:, idx])
+                total += comps[component_key(z)].log_prob(t[z], t["X"][:, idx])
             total -= jac_z
         elif self.structure == "joint":
             zs = torch.cat([t[z] for z in self.specs], dim=1)
@@ -696,109 +475,9 @@ class SEDGEModel(PyroModule):
             total += comps["reverse"].log_prob(t["X"], t["Z"]) - jac_x
         else:
             for j, x in enumerate(self.features):
-                total += comps[_key(x)].log_prob(t["X"][:, j : j + 1], t["Z"])
+                total += comps[component_key(x)].log_prob(t["X"][:, j : j + 1], t["Z"])
             total -= jac_x
         return total.cpu().numpy()
-
-    @torch.no_grad()
-    def spec_probability(
-        self,
-        data: Any,
-        target: Mapping[str, Any],
-        *,
-        tolerance: float | Mapping[str, float] | None = None,
-    ) -> pd.DataFrame:
-        """Per row of features, the fitted probability that each target spec is met.
-
-        ``P(z_i in A_i | V_i(x))`` from the fitted likelihoods (models A/B); a point target on
-        a continuous spec counts as met within the tolerance of :func:`~sedge_pyro.identify`
-        (0.1 training standard deviations by default). Column ``"all"`` is their product
-        (the specs are independent given ``X``, Sec. 3.1).
-
-        :param data: rows with a column per feature (raw units).
-        :param target: specification -> value or :class:`~sedge_pyro.Interval`.
-        :returns: a DataFrame with a column per target spec and ``"all"``.
-        """
-        from sedge_pyro.inference.target import Target
-
-        self._require_fitted()
-        assert self.columns is not None
-        df = as_frame(data)
-        from sedge_pyro.models.columns import check_columns
-
-        check_columns(df, list(self.features))
-        x = self.columns.tensor(df, self.features, device=self.device)
-        probs = Target(self, target, tolerance=tolerance).event_probabilities(x)
-        out = pd.DataFrame({k: v.cpu().numpy() for k, v in probs.items()}, index=df.index)
-        out["all"] = out.prod(axis=1)
-        return out
-
-    # ------------------------------------------------------------------ sampling
-
-    def sample(
-        self,
-        target: Mapping[str, Any],
-        n: int = 1000,
-        method: str | None = None,
-        *,
-        chains: int = 1,
-        seed: int = 0,
-        device: str | torch.device | None = None,
-        tolerance: float | Mapping[str, float] | None = None,
-        progress: bool = False,
-        threads: int | None = None,
-        **options: Any,
-    ) -> Any:
-        """Draw features ``X`` for a target ``Z_T = z`` the training rows may never show.
-
-        :param target: specification -> value (a number or category) or
-            :class:`~sedge_pyro.Interval`, on any subset of the specs.
-        :param n: draws per chain.
-        :param method: ``"plan"`` (default for models A/B: follows :func:`~sedge_pyro.identify`'s
-            factorization), ``"opt"`` (Algorithm 1), ``"dps"`` (Algorithm 2), ``"langevin"``,
-            ``"svi"``, ``"nuts"``, ``"direct"`` (models D/E), or ``"auto"``: the method
-            :func:`~sedge_pyro.backtest` finds best on the model's own training rows (rare
-            seen combinations like the target, held out; one fit per held-out cell, so
-            minutes), or on ``backtest=`` a result you ran; an unreliable backtest adds a
-            warning, and ``info["auto"]`` records the choice; see
-            :mod:`sedge_pyro.inference.sample`.
-        :param chains: independent chains (ArviZ's ``chain`` dimension).
-        :param seed: seeds the draws.
-        :param device: where to sample (default: the model's device).
-        :param tolerance: for point targets on continuous specs, how close a training value
-            must be to count as the target (as in :func:`~sedge_pyro.identify`).
-        :param progress: show a progress bar.
-        :param threads: torch's CPU threads while sampling, restored afterwards (``None``:
-            :func:`~sedge_pyro.options.default_threads`).
-        :param options: the method's own options (e.g. ``steps``, ``step_size``).
-        :returns: :class:`~sedge_pyro.inference.Samples`, shape ``(chains, n)`` per feature.
-        :raises TargetError: for an unknown spec, a value outside a categorical's levels, an
-            interval holding no value, or a value never seen alone (Assumption 1).
-        :raises SamplingError: when the sampler diverges (names the method and step).
-        :raises OptionError: for a ``threads`` that is not a whole number >= 1.
-
-        >>> import sedge_pyro as sp
-        >>> seen, oracle, graph = sp.datasets.paper_synthetic(1000, seed=0)
-        >>> model = sp.SEDGEModel(graph, prior="empirical").fit(seen, steps=20, progress=False)
-        >>> s = model.sample({"z1": 1.0}, n=50, method="plan")
-        >>> s.to_dataframe().shape
-        (50, 3)
-        """
-        from sedge_pyro.inference.sample import sample
-
-        with torch_threads(threads):
-            return sample(
-                self,
-                target,
-                n,
-                method,
-                chains=chains,
-                seed=seed,
-                device=device,
-                tolerance=tolerance,
-                progress=progress,
-                **options,
-            )
 
     # ------------------------------------------------------------------ persistence
 
@@ -844,20 +523,22 @@ class SEDGEModel(PyroModule):
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
-    ) -> SEDGEModel:
+        cls: type[_Program], path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+    ) -> _Program:
         """Load a model written by :meth:`save`. Reading never runs code from the file.
 
         :param path: the file.
         :param device: where to put the model.
         :raises OptionError: for a device that does not exist here.
         :raises SedgeError: naming the path when it is missing, damaged, not a sedge-pyro
-            model, or a file of the old pickle format (see :func:`sedge_pyro.models.convert`).
+            model, or a file of the old pickle format (see :func:`sedge_pyro.legacy`).
         """
         return load_model(cls, path, FORMAT_VERSION, device)
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any], *, where: Any = "state") -> SEDGEModel:
+    def from_state(
+        cls: type[_Program], state: Mapping[str, Any], *, where: Any = "state"
+    ) -> _Program:
         """Rebuild a model from :meth:`state` (on the CPU).
 
         :param where: the file the state came from, for messages.
@@ -924,7 +605,11 @@ def _obs(values: torch.Tensor, d: dist.Distribution) -> torch.Tensor:
     return values.squeeze(-1) if d.event_shape == () else values
 
 
-def _fn(method: Any, name: str) -> Any:
+def component_program(method: Any, name: str) -> Any:
+    """A component's ``model`` method as the Pyro program one fit runs: sample site ``name``,
+    called with the component's tensors and ``n_total`` (the rows a minibatch stands for).
+    """
+
     def fn(*tensors: torch.Tensor, n_total: int | None = None) -> None:
         method(*tensors, name=name, n_total=n_total)
 

@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from sedge_pyro.errors import SedgeError
-from sedge_pyro.models import cvae, image, latent, sedge
+from sedge_pyro.experiments import cvae, image_sedge
+from sedge_pyro.inference.model import SEDGEModel
+from sedge_pyro.models import latent, sedge
 from sedge_pyro.models.files import read_legacy
 
 __all__ = ["convert"]
 
 #: the ``"format"`` each model class writes -> the class
 _BY_FORMAT: dict[Any, Any] = {
-    sedge.FORMAT_VERSION: sedge.SEDGEModel,
+    sedge.FORMAT_VERSION: SEDGEModel,
     latent._FORMAT: latent.LatentSEDGE,
-    image._FORMAT: image.ImageSEDGE,
+    image_sedge._FORMAT: image_sedge.ImageSEDGE,
     cvae._FORMAT: cvae.ConditionalImageVAE,
 }
 
@@ -38,9 +40,9 @@ def convert(
 
     **Opening the old file runs any code it carries**; pass ``trust=True`` only for a file
     you made yourself or got from a source you trust. The new file holds data only and can be
-    shared. Works for :class:`~sedge_pyro.models.SEDGEModel`,
-    :class:`~sedge_pyro.models.LatentSEDGE`, :class:`~sedge_pyro.models.ImageSEDGE` and
-    :class:`~sedge_pyro.models.ConditionalImageVAE` files.
+    shared. Works for :class:`~sedge_pyro.SEDGEModel`,
+    :class:`~sedge_pyro.models.LatentSEDGE`, :class:`~sedge_pyro.experiments.ImageSEDGE` and
+    :class:`~sedge_pyro.experiments.ConditionalImageVAE` files.
 
     :param old: the old file.
     :param new: the file to write (``.safetensors`` by convention); never the old one.

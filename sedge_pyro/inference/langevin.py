@@ -76,8 +76,9 @@ import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError
-from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.draws import Draws, check_finite
 from sedge_pyro.inference.target import Problem
+from sedge_pyro.models.priors import DiffusionPrior
 from sedge_pyro.options import choice, flag, fraction, number, whole
 
 __all__ = [
@@ -499,8 +500,6 @@ def _annealed(
     on the grid's two-mode ``sin`` variant not always rightly (one fitted model: 2.97x
     started at training rows, 2.26x at the resampled prior draws; ``mala`` alone 1.11x).
     """
-    from sedge_pyro.models.priors import DiffusionPrior
-
     prior = problem.prior
     if not isinstance(prior, DiffusionPrior):
         raise OptionError(

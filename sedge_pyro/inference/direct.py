@@ -17,7 +17,7 @@ import torch
 
 from sedge_pyro.errors import OptionError
 from sedge_pyro.expr import Interval
-from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.draws import Draws, check_finite, component_key
 from sedge_pyro.inference.target import Problem
 
 __all__ = ["sample_direct"]
@@ -64,15 +64,12 @@ def sample_direct(
             if model.structure == "reverse":
                 x = model.components["reverse"].condition(zc).sample()
             else:
-                cols = [model.components[_key(f)].condition(zc).sample() for f in model.features]
+                cols = [
+                    model.components[component_key(f)].condition(zc).sample()
+                    for f in model.features
+                ]
                 x = torch.stack(cols, dim=-1)
         finally:
             torch.random.set_rng_state(torch_state)
     check_finite(x, "direct", "draw")
     return Draws(x.reshape(chains, n, problem.dim), {}, {})
-
-
-def _key(name: str) -> str:
-    from sedge_pyro.models.sedge import _key as key
-
-    return key(name)

@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 
 from sedge_pyro import arviz_compat
 from sedge_pyro.errors import OptionError
-from sedge_pyro.inference.sample import Draws, check_finite
+from sedge_pyro.inference.draws import Draws, check_finite
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.inference.verdict import KHAT_MAX  # resampled only below it (Vehtari et al.)
 from sedge_pyro.options import choice, flag, number, whole

@@ -212,7 +212,7 @@ class _Networks(nn.Module):
 
 
 class _PixelModel:
-    """What :class:`ImageSEDGE` and :class:`~sedge_pyro.models.ConditionalImageVAE` share:
+    """What :class:`ImageSEDGE` and :class:`~sedge_pyro.experiments.ConditionalImageVAE` share:
     image and label checks, the device, and saving (``_FORMAT`` names the file format).
     """
 
@@ -276,7 +276,7 @@ class _PixelModel:
         :param path: the file.
         :param device: the device to put the networks on.
         :raises SedgeError: naming the path when it is missing, damaged, not a saved model of
-            this class, or of the old pickle format (see :func:`sedge_pyro.models.convert`).
+            this class, or of the old pickle format (see :func:`sedge_pyro.legacy`).
         :raises OptionError: for a device that does not exist here.
         """
         return load_model(cls, path, cls._FORMAT, device)

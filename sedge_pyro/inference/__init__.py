@@ -2,8 +2,10 @@
 methods, the compiled :class:`Target`, and :class:`Samples`).
 """
 
+from sedge_pyro.inference.draws import Draws, check_finite
 from sedge_pyro.inference.fit import History, fit_component, schedule
-from sedge_pyro.inference.sample import METHODS, Draws, check_finite, sample
+from sedge_pyro.inference.model import SEDGEModel
+from sedge_pyro.inference.sample import METHODS, sample
 from sedge_pyro.inference.samples import Comparison, Samples
 from sedge_pyro.inference.structure import (
     DEFAULT_BETA,
@@ -15,6 +17,7 @@ from sedge_pyro.inference.target import LOSSES, Problem, SpecEvent, Target
 from sedge_pyro.inference.verdict import Verdict
 
 __all__ = [
+    "SEDGEModel",
     "DEFAULT_BETA",
     "LOSSES",
     "METHODS",

@@ -27,10 +27,10 @@ import safetensors
 import safetensors.torch
 import torch
 
-from sedge_pyro import __version__
 from sedge_pyro.atomic import atomic_path
 from sedge_pyro.errors import SedgeError
 from sedge_pyro.options import device as check_device
+from sedge_pyro.version import __version__
 
 __all__ = [
     "LegacyFormatError",
@@ -209,7 +209,7 @@ def read_state(
             f"{str(p)!r} is a saved {kind} in the old pickle format, which can run code when "
             "opened, so sedge-pyro does not open it. If you trust where the file came from, "
             f"convert it once: `sedge convert {str(p)} NEW.safetensors --trust` (or "
-            "sp.models.convert(path, new_path, trust=True))"
+            "sp.convert(path, new_path, trust=True))"
         )
     try:
         with safetensors.safe_open(str(p), framework="pt", device="cpu") as fh:
