@@ -37,8 +37,8 @@ $(ARVIZ1_SITE)/.installed: $(STAMP)
 
 test-arviz1: $(ARVIZ1_SITE)/.installed
 	SEDGE_EXPECT_ARVIZ=1 PYTHONPATH=$(ARVIZ1_SITE) $(BIN)/python -m pytest -m "not slow" -q \
-		tests/test_arviz_compat.py tests/test_samples.py tests/test_per_draw_targets.py \
-		tests/test_sample_verdict.py tests/test_cli.py::test_sample_to_netcdf_round_trips
+		tests/diagnostics/test_arviz_compat.py tests/inference/test_samples.py tests/inference/test_per_draw_targets.py \
+		tests/inference/test_sample_verdict.py tests/cli/test_cli.py::test_sample_to_netcdf_round_trips
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,8 +3,8 @@
 Usage: ``python benchmarks/paper_synthetic.py [--seeds 5] [--quick] [--threads 2]``.
 Prints mean and standard deviation per method and writes
 ``benchmarks/results/paper_synthetic.json``. Each seed is one run of
-:func:`sedge_pyro.experiments.paper.paper_experiment` (what ``sedge demo`` runs): new data, new fits, new
-draws. Columns as in the demo: MMD (bandwidth 1, biased, raw features: the paper's Table 2
+:func:`~sedge_pyro.experiments.paper.paper_experiment` (what ``sedge demo`` runs): new data, new
+fits, new draws. Columns as in the demo: MMD (bandwidth 1, biased, raw features: the paper's Table 2
 magnitude) and its ratio to the finite-sample floor, the standardised median-bandwidth MMD,
 spec satisfaction under the true mechanism and its gap to the Oracle's own, the share of draws
 outside the true support.

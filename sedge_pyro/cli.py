@@ -352,7 +352,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
-    from sedge_pyro.inference.backtest import backtest
+    from sedge_pyro.inference.model import backtest
 
     graph = _read_graph(args.graph)
     target = parse_target(args.target)

@@ -56,7 +56,7 @@ from sedge_pyro.inference.target import Target, is_per_draw
 from sedge_pyro.models.columns import as_frame
 from sedge_pyro.models.sedge import SEDGEProgram
 
-__all__ = ["OUTSIDE_MAX", "RELIABLE_RATIO", "Backtest", "Cell", "backtest", "sample_auto"]
+__all__ = ["OUTSIDE_MAX", "RELIABLE_RATIO", "Backtest", "Cell", "run_backtest", "sample_auto"]
 
 #: a method whose median share of draws outside the held-out range exceeds this is never "best"
 OUTSIDE_MAX = 0.01
@@ -334,7 +334,7 @@ _SKIP_VERBS = {
 _SUMMARY = ["method", "cells", "ratio", "mmd", "outside", "satisfaction", "warnings"]
 
 
-def backtest(
+def run_backtest(
     graph: SpecGraph,
     data: Any,
     target: Mapping[str, Any],
@@ -377,19 +377,12 @@ def backtest(
     :param progress: a progress bar over cells x methods.
     :param device: where to fit and sample.
     :param build: the model class each cell fits (default: the class of ``model`` when it is
-        a model; :func:`sedge_pyro.backtest` passes :class:`~sedge_pyro.SEDGEModel`).
+        a model; ``sp.backtest`` passes :class:`~sedge_pyro.SEDGEModel`).
     :returns: a :class:`Backtest`.
     :raises TargetError: for an empty target, a spec not in the graph, or a per-draw value.
     :raises DataError: for empty data, a missing column, or no cell that can be held out (the
         message lists every cell with its rows and why it was skipped).
     :raises OptionError: for a bad number, method or model option.
-
-    >>> import sedge_pyro as sp
-    >>> seen, oracle, graph = sp.datasets.paper_synthetic(2000, seed=0)
-    >>> bt = sp.backtest(graph, seen, {"z1": sp.Interval(high=0.8), "z2": sp.Interval(low=1.0)},
-    ...                  methods=["plan"], steps=20, draws=200, progress=False)
-    >>> [c.label for c in bt.cells]
-    ['z1 ≥ 0.8, z2 ≤ 1']
     """
     if build is None and isinstance(model, SEDGEProgram):
         build = type(model)
@@ -808,7 +801,7 @@ def sample_auto(
 
     Without ``backtest=``, the backtest runs here over :data:`AUTO_METHODS` (those the model
     supports) with its defaults: one fit per held-out cell, so minutes on a CPU. To compare
-    other methods or options, run :func:`~sedge_pyro.inference.backtest` yourself and pass it.
+    other methods or options, run :func:`~sedge_pyro.backtest` yourself and pass it.
     """
     if options:
         raise OptionError(
@@ -836,7 +829,7 @@ def sample_auto(
                 "none: pass backtest=sp.backtest(graph, data, target) or name a method"
             )
         try:
-            backtest = _run_backtest(
+            backtest = run_backtest(
                 model.graph,
                 model.seen,
                 target,
@@ -885,7 +878,3 @@ def sample_auto(
     if notes:
         s.info["warnings"] = [*s.warnings, "method='auto': " + "; ".join(notes)]
     return s
-
-
-#: :func:`sample_auto` runs the backtest by this name: its own argument ``backtest`` is a result
-_run_backtest = backtest

@@ -21,8 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import SedgeError
-from sedge_pyro.inference.backtest import Backtest, sample_auto
-from sedge_pyro.inference.backtest import backtest as run_backtest
+from sedge_pyro.inference.backtest import Backtest, run_backtest, sample_auto
 from sedge_pyro.inference.fit import fit_component, split
 from sedge_pyro.inference.sample import sample as run_sampler
 from sedge_pyro.inference.target import Target
@@ -327,7 +326,7 @@ class SEDGEModel(SEDGEProgram):
         :param method: ``"plan"`` (default for models A/B: follows :func:`~sedge_pyro.identify`'s
             factorization), ``"opt"`` (Algorithm 1), ``"dps"`` (Algorithm 2), ``"langevin"``,
             ``"svi"``, ``"nuts"``, ``"direct"`` (models D/E), or ``"auto"``: the method
-            :func:`~sedge_pyro.inference.backtest` finds best on the model's own training rows (rare
+            :func:`~sedge_pyro.backtest` finds best on the model's own training rows (rare
             seen combinations like the target, held out; one fit per held-out cell, so
             minutes), or on ``backtest=`` a result you ran; an unreliable backtest adds a
             warning, and ``info["auto"]`` records the choice; see
@@ -371,7 +370,7 @@ class SEDGEModel(SEDGEProgram):
 
 
 def backtest(graph: Any, data: Any, target: Mapping[str, Any], **options: Any) -> Backtest:
-    """``sp.backtest``: :func:`sedge_pyro.inference.backtest.backtest` (its keyword arguments
+    """``sp.backtest``: :func:`sedge_pyro.inference.backtest.run_backtest` (its keyword arguments
     are ``options``; see it for them and for the procedure), each cell fitting a
     :class:`SEDGEModel` unless ``build=`` names another class.
 

@@ -18,7 +18,7 @@ the draws are finite, converts them to raw units, records the settings and the d
 ``svi``       a normalizing-flow guide fit by SVI to the conditioned model
 ``nuts``      Pyro's NUTS on the conditioned model (low-dimensional X)
 ``direct``    models D/E: draws from the fitted :math:`p(X \mid Z)` itself
-``auto``      the method :func:`~sedge_pyro.inference.backtest` finds best on the model's training
+``auto``      the method :func:`~sedge_pyro.backtest` finds best on the model's training
               rows (or on ``backtest=`` a result of yours), with the options it ran with
 ============  ===========================================================================
 

@@ -15,8 +15,8 @@ import torch
 
 import sedge_pyro as sp
 from sedge_pyro import cli
-from sedge_pyro.experiments import paper as demo
 from sedge_pyro.cli import main, parse_target
+from sedge_pyro.experiments import paper as demo
 from sedge_pyro.models.columns import Columns, infer_kind
 from sedge_pyro.options import default_threads
 

@@ -170,16 +170,12 @@ def test_convert_other_model_classes(tmp_path):
     y_x, y_z = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
     latent.fit(y_x, y_z, steps=3, batch_size=20, progress=False, align=False)
     torch.save(latent.state(), tmp_path / "latent.pt")
-    back = LatentSEDGE.load(
-        sp.convert(tmp_path / "latent.pt", tmp_path / "l.st", trust=True)
-    )
+    back = LatentSEDGE.load(sp.convert(tmp_path / "latent.pt", tmp_path / "l.st", trust=True))
     assert back.config() == latent.config()
     np.testing.assert_allclose(back.decode(x=np.zeros((2, 2))), latent.decode(x=np.zeros((2, 2))))
     cvae = ConditionalImageVAE(2, size=8, width=4, attributes={"colour": ["red", "blue"]})
     torch.save(cvae.state(), tmp_path / "cvae.pt")
-    back = ConditionalImageVAE.load(
-        sp.convert(tmp_path / "cvae.pt", tmp_path / "c.st", trust=True)
-    )
+    back = ConditionalImageVAE.load(sp.convert(tmp_path / "cvae.pt", tmp_path / "c.st", trust=True))
     assert back.config() == cvae.config()
 
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import sedge_pyro as sp
-from sedge_pyro.inference.backtest import Cell, _choose_cells
 from sedge_pyro.cli import main
+from sedge_pyro.inference.backtest import Cell, _choose_cells
 
 TARGET = {"z1": sp.Interval(high=0.8), "z2": sp.Interval(low=1.0)}
 

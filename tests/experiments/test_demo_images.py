@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sedge_pyro import cli
+from sedge_pyro.errors import OptionError, SedgeError
 from sedge_pyro.experiments.images import (
     METHODS,
     SEDGE_METHODS,
@@ -16,7 +17,6 @@ from sedge_pyro.experiments.images import (
     table_markdown,
     write_image_outputs,
 )
-from sedge_pyro.errors import OptionError, SedgeError
 
 #: the whole pipeline at toy size: it runs every stage, its numbers mean nothing
 TINY = {

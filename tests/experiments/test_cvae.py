@@ -10,8 +10,8 @@ import torch
 from sedge_pyro.datasets import shapes
 from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.experiments.cvae import ConditionalImageVAE
-from sedge_pyro.models.files import write_state
 from sedge_pyro.experiments.judge import AttributeClassifier
+from sedge_pyro.models.files import write_state
 
 SEEN = {"shape": "circle", "colour": "red", "size": "large", "position": "left"}
 SEEN_TOO = {"shape": "triangle", "colour": "red", "size": "small", "position": "left"}

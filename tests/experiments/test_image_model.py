@@ -8,9 +8,9 @@ import pytest
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES, shapes
 from sedge_pyro.errors import DataError, OptionError, SedgeError
-from sedge_pyro.graph import SpecGraph
 from sedge_pyro.experiments.image_sedge import ImageSEDGE
 from sedge_pyro.experiments.judge import AttributeClassifier
+from sedge_pyro.graph import SpecGraph
 
 
 @pytest.fixture(scope="module")

@@ -301,7 +301,7 @@ def test_pair_plot_errors(kwargs, error, fragment):
 
 
 def test_docs_example_runs(tmp_path, monkeypatch, capsys):
-    doc = Path(__file__).resolve().parents[1] / "docs" / "diagnostics.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "diagnostics.md"
     code = re.search(r"```python\n(.*?)```", doc.read_text(), re.S).group(1)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, str(doc), "exec"), {})

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sedge_pyro import cli
-from sedge_pyro.experiments.paper import RUNS, paper_experiment, table_markdown, write_outputs
 from sedge_pyro.errors import OptionError, SedgeError
+from sedge_pyro.experiments.paper import RUNS, paper_experiment, table_markdown, write_outputs
 
 SMALL = {"rows": 4000, "draws": 150, "steps": 60, "progress": False}
 

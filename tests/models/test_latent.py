@@ -370,7 +370,7 @@ def test_example_script_runs_end_to_end() -> None:
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "examples" / "latent_pipeline.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "latent_pipeline.py"
     out = subprocess.run(
         [sys.executable, str(script), "--quick"],
         capture_output=True,
