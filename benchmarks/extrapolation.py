@@ -19,7 +19,8 @@ is kept in the JSON. A method that still raises is recorded as unavailable with 
 samplers over a DDPM prior of the model's own, no surrogate and no refinement).
 
 Scores, as in :func:`~sedge_pyro.experiments.paper.paper_experiment`: ``mmd`` is the biased MMD,
-Gaussian kernel of bandwidth 1, raw features, against ``draws`` held-out Oracle rows (the reference);
+Gaussian kernel of bandwidth 1, raw features, against ``draws`` held-out Oracle rows (the
+reference);
 ``floor`` is the same MMD between two disjoint sets of ``draws`` Oracle rows drawn from the
 *other* Oracle rows (mean of 20 splits), so the Oracle needs ``3 x draws`` rows and each
 variant's ``n`` is raised until it has them; ``satisfaction`` is the mean exact probability,
