@@ -10,7 +10,7 @@ binary specs) is the target. For each variant and seed (new data, new fits, new 
 script fits the **default** ``sp.SEDGEModel(data.graph)`` on the Seen rows (default fit
 settings; ``--steps`` caps them for quick runs) and samples the event with each method of
 :data:`METHODS`. The default model runs ``dps`` and annealed Langevin on a diffusion prior
-fit for the run (``inference/selection.py``); should it raise
+fit for the run (``sedge_pyro/inference/selection.py``); should it raise
 :class:`~sedge_pyro.SedgeError` for a method, a second model
 ``sp.SEDGEModel(graph, prior="diffusion")`` is fit (once per variant and seed) and the method
 runs on it; its row is labelled ``"<method> (diffusion prior)"`` and the default model's error

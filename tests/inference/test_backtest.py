@@ -251,7 +251,7 @@ def test_import_stays_light():
     code = (
         "import sys, sedge_pyro; "
         "bad = [m for m in ('sedge_pyro.models', 'sedge_pyro.inference', 'torch') "
-        "if m in sys.modules]; print(bad, callable(sedge_pyro.inference.backtest))"
+        "if m in sys.modules]; print(bad, callable(sedge_pyro.backtest))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] True"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sedge_pyro as sp
-from sedge_pyro.inference import fit as fit_module
+from sedge_pyro.inference import model as fit_module  # SEDGEModel.fit calls fit_component
 from sedge_pyro.inference.fit import (
     DEFAULT_BATCH,
     DEFAULT_EPOCHS,
@@ -166,7 +166,7 @@ def test_latent_fit_and_learn_parents_take_threads(seen):
 @pytest.mark.parametrize("cls", ["ImageSEDGE", "ConditionalImageVAE"])
 def test_image_fits_take_threads(cls):
     data = sp.datasets.shapes(8, size=16, seed=0)
-    model = getattr(sp.models, cls)(2, size=16, width=2)
+    model = getattr(sp.experiments, cls)(2, size=16, width=2)
     before = torch.get_num_threads()
     model.fit(data.images, data.labels, steps=1, progress=False, threads=_other_threads())
     assert torch.get_num_threads() == before
