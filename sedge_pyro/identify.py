@@ -36,19 +36,19 @@ The algorithm (see ``docs/identification.md``):
    (networkx ``is_d_separator``), checked on the component's own graph with the selection
    node attached (equivalent to the whole graph, and fast on graphs of 10,000 features).
 
+The question (target, tolerance, rows) and the answer (:class:`Identification`, :class:`Status`,
+:class:`Component`) are in :mod:`sedge_pyro.identification`, re-exported here.
+
 References:
     Zhang et al., "SEDGE: Structural Extrapolated Data Generation", Sec. 3 and App. A.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 
 from sedge_pyro.assumptions import (
@@ -61,45 +61,20 @@ from sedge_pyro.assumptions import (
     overlap_assumption,
     positivity_assumption,
     rarity_assumption,
-    refuse_stray_text,
 )
-from sedge_pyro.errors import AssumptionFailed, DataError, GraphError, OptionError, TargetError
-from sedge_pyro.expr import Factorization, Interval, Term, Var
+from sedge_pyro.errors import AssumptionFailed, GraphError
+from sedge_pyro.expr import Factorization, Term, Var
 from sedge_pyro.graph import SpecGraph, natural_key
+from sedge_pyro.identification import (
+    Component,
+    Identification,
+    Status,
+    normalize_target,
+    validate_seen,
+    validate_tolerance,
+)
 
 __all__ = ["Assumption", "Check", "Component", "Identification", "Status", "identify"]
-
-
-class Status(str, enum.Enum):
-    """Whether p(X | Z_T = z) can be constructed from the training distribution."""
-
-    IDENTIFIABLE = "identifiable"
-    CONSERVATIVE = "conservative"
-    IMPOSSIBLE = "impossible"
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class Component:
-    """One independent part of p(X | Z_T): features, target specs and how they were split.
-
-    :param features: the component's features ``F_a``.
-    :param specs: its target specifications ``Z_Ba`` (empty for the features joined to none).
-    :param seen: whether the target combination of ``specs`` occurs in the training rows.
-    :param shared: the shared features ``X_c`` (empty unless novel).
-    :param blocks: the specification blocks ``B_r`` (one block when seen).
-    :param groups: each block's private features ``G_r`` given ``X_c``, aligned with
-        ``blocks``; for a seen component, all of ``features``.
-    """
-
-    features: frozenset[str]
-    specs: frozenset[str]
-    seen: bool
-    shared: frozenset[str] = frozenset()
-    blocks: tuple[frozenset[str], ...] = ()
-    groups: tuple[frozenset[str], ...] = ()
 
 
 def _sorted(names: Iterable[str]) -> list[str]:
@@ -108,282 +83,6 @@ def _sorted(names: Iterable[str]) -> list[str]:
 
 def _set_text(names: Iterable[str]) -> str:
     return "{" + ", ".join(_sorted(names)) + "}"
-
-
-@dataclass(frozen=True)
-class Identification:
-    """The answer of :func:`identify`.
-
-    :param graph: the graph identified on.
-    :param target: the target, specification name -> value or :class:`Interval`.
-    :param status: the :class:`Status`.
-    :param blocks: the target specs partitioned into blocks (Thm 1 subsets; for novel
-        components, the blocks that are independent given ``X_c``, Thm 2/3).
-    :param shared: the shared features ``X_c`` (empty when identifiable).
-    :param factorization: the factorization of ``query`` (``None`` when impossible).
-    :param assumptions: what the result rests on, each checkable on data.
-    :param components: the independent components with their details.
-    :param query: the population term ``p(X | Z_T = z)`` being identified.
-    :param reason: for ``IMPOSSIBLE``, why.
-    :param seen: the training rows the assumptions are checked on (``None``: none given).
-
-    :attr:`ok` is ``False`` when a check fails on ``seen``; :meth:`failures` lists them.
-    """
-
-    graph: SpecGraph
-    target: Mapping[str, Any]
-    status: Status
-    blocks: list[frozenset[str]]
-    shared: frozenset[str]
-    factorization: Factorization | None
-    assumptions: list[Assumption]
-    components: tuple[Component, ...] = ()
-    query: Term | None = None
-    reason: str = ""
-    seen: pd.DataFrame | None = field(default=None, repr=False, compare=False)
-    # the checks on ``seen``, computed once (ok, explain and to_dict all read them)
-    _seen_checks: list = field(default_factory=list, init=False, repr=False, compare=False)
-
-    def checks(self, data: pd.DataFrame | None = None) -> list[tuple[Assumption, Check]]:
-        """Check every assumption on ``data`` (default: the rows given to :func:`identify`).
-
-        A check that needs a column ``data`` lacks is unverified (``ok=None``, its detail
-        starting "not checked").
-
-        :param data: training rows, or ``None`` to use ``seen``.
-        :returns: pairs of assumption and check; empty when there is no data.
-        """
-        if data is None:
-            if self.seen is None:
-                return []
-            if not self._seen_checks:
-                self._seen_checks.extend(self._run_checks(self.seen))
-            return list(self._seen_checks)
-        return self._run_checks(data)
-
-    def _run_checks(self, data: pd.DataFrame) -> list[tuple[Assumption, Check]]:
-        out = []
-        for a in self.assumptions:
-            try:
-                out.append((a, a.check(data)))
-            except DataError as err:
-                # e.g. training rows without the X_c columns: say so rather than fail the report
-                out.append((a, Check(None, f"not checked: {err}")))
-        return out
-
-    def failures(self, data: pd.DataFrame | None = None) -> list[tuple[Assumption, Check]]:
-        """The assumptions whose check fails on ``data`` (default: ``seen``).
-
-        :param data: training rows, or ``None`` to use ``seen``.
-        :returns: pairs of assumption and failed check, in the order of ``assumptions``.
-        """
-        return [(a, c) for a, c in self.checks(data) if c.ok is False]
-
-    @property
-    def ok(self) -> bool | None:
-        """Whether the assumptions hold on ``seen``: ``False`` when a check fails.
-
-        ``True`` when none fails; a check that the training rows cannot decide (``unverified``,
-        e.g. rarity) does not make it ``False``, but :meth:`explain` reports it. ``None`` when
-        :func:`identify` was given no rows, so nothing was checked.
-        """
-        if self.seen is None:
-            return None
-        return not self.failures()
-
-    def explain(self, data: pd.DataFrame | None = None) -> str:
-        """A multi-line account a person reads: status, blocks, X_c, terms and assumptions.
-
-        :param data: training rows to check the assumptions on (default: ``seen``).
-        :returns: the text.
-        """
-        query = self.query.to_text() if self.query is not None else "p(X | target)"
-        lines = [f"{query}: {self.status.name}"]
-        checked = self.checks(data)
-        failed = [(a, c) for a, c in checked if c.ok is False]
-        if len(failed) == 1:
-            a, c = failed[0]
-            lines.append(f"WARNING: 1 assumption check failed: {a.name}: {c.detail}")
-        elif failed:
-            lines.append(f"WARNING: {len(failed)} assumption checks failed:")
-            lines.extend(f"  {a.name}: {c.detail}" for a, c in failed)
-        if self.status is Status.IMPOSSIBLE:
-            lines.append(f"  {self.reason}")
-        else:
-            meaning = {
-                Status.IDENTIFIABLE: "every term equals its population counterpart "
-                "(Prop. 1, Thm 1)",
-                Status.CONSERVATIVE: "terms marked ≈ equal their population counterpart only "
-                "under the rarity assumption (Prop. 4, Thm 3)",
-            }[self.status]
-            lines.append(f"  {meaning}")
-            lines.append("blocks: " + " | ".join(_set_text(b) for b in self.blocks))
-            lines.append(
-                "shared features X_c: " + (_set_text(self.shared) if self.shared else "none")
-            )
-            assert self.factorization is not None
-            sign = "∝" if self.factorization.proportional else "="
-            lines.append(f"{query} {sign} {self.factorization}")
-            lines.append("terms:")
-            width = max(len(t.to_text()) for t in self.factorization.terms)
-            sel = self.graph.selection
-            for t in self.factorization.terms:
-                lhs = _set_text(v.name for v in t.lhs)
-                given = " | " + _set_text(v.name for v in t.rhs) if t.rhs else ""
-                why = f"{lhs} ⟂ {sel}{given}" if t.exact else f"{lhs} not ⟂ {sel}{given}"
-                mark = "exact" if t.exact else "≈    "
-                lines.append(f"  {t.to_text():<{width}}  {mark}  {why}")
-        checks = dict((a.name, c) for a, c in checked)
-        if self.assumptions:
-            lines.append("assumptions:")
-        for a in self.assumptions:
-            c = checks.get(a.name)
-            label = f"[{c.label}]" if c is not None else "[unchecked]"
-            lines.append(f"  {label} {a.name}: {a.statement}")
-            if c is not None:
-                lines.append(f"      {c.detail}")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (status, ok, blocks, shared, factorization, terms and checks).
-
-        ``ok`` is :attr:`ok`; each check has its ``name``, ``ok``, ``label`` (``ok``, ``FAIL``
-        or ``unverified``) and ``detail``.
-        """
-        fac = self.factorization
-        checked = self.checks()
-        return {
-            "status": self.status.name,
-            "ok": self.ok,
-            "target": {k: _value_json(v) for k, v in self.target.items()},
-            "blocks": [_sorted(b) for b in self.blocks],
-            "shared": _sorted(self.shared),
-            "factorization": None if fac is None else fac.to_text(),
-            "latex": None if fac is None else fac.to_latex(),
-            "proportional": None if fac is None else fac.proportional,
-            "terms": []
-            if fac is None
-            else [
-                {
-                    "text": f.term.to_text(),
-                    "lhs": [v.name for v in f.term.lhs],
-                    "rhs": [v.name for v in f.term.rhs],
-                    "source": f.term.source,
-                    "exact": f.term.exact,
-                    "power": f.power,
-                }
-                for f in fac.factors
-            ],
-            "reason": self.reason,
-            "checks": [
-                {"name": a.name, "ok": c.ok, "label": c.label, "detail": c.detail}
-                for a, c in checked
-            ],
-        }
-
-
-def _value_json(value: Any) -> Any:
-    if isinstance(value, Interval):
-        return {"low": value.low, "high": value.high}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Target and data validation
-
-
-def normalize_target(graph: SpecGraph, target: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(target, Mapping):
-        raise TargetError(
-            f"target is {type(target).__name__}: expected a mapping spec -> value, "
-            "e.g. {'z1': 1, 'z2': sp.Interval(low=1.0)}"
-        )
-    if not target:
-        raise TargetError("target is empty: expected at least one specification")
-    specs = set(graph.specs)
-    out: dict[str, Any] = {}
-    for name, value in target.items():
-        if name not in specs:
-            if name in graph:
-                raise TargetError(
-                    f"target names {name!r}, a {graph.role(name)}: expected a specification "
-                    f"({', '.join(graph.specs)})"
-                )
-            raise TargetError(
-                f"target names unknown specification {name!r}: expected one of "
-                f"{', '.join(graph.specs)}"
-            )
-        if isinstance(value, Interval):
-            out[name] = value
-            continue
-        if isinstance(value, np.generic):
-            value = value.item()
-        if value is None or not isinstance(value, int | float | str | bool):
-            raise TargetError(
-                f"target value for {name!r} is {value!r}: expected a number, a category or "
-                "sp.Interval(low, high)"
-            )
-        if isinstance(value, float) and np.isnan(value):
-            raise TargetError(f"target value for {name!r} is NaN: expected a value")
-        out[name] = value
-    return {k: out[k] for k in _sorted(out)}
-
-
-def _validate_seen(graph: SpecGraph, seen: Any, target: Mapping[str, Any]) -> pd.DataFrame:
-    if not isinstance(seen, pd.DataFrame):
-        raise DataError(f"seen is {type(seen).__name__}: expected a pandas DataFrame of S=1 rows")
-    if len(seen) == 0:
-        raise DataError("seen has no rows: expected the training rows (S=1), at least one")
-    for name in target:
-        if name not in seen.columns:
-            raise DataError(
-                f"seen has no column {name!r} for target specification {name!r}: "
-                f"columns are {', '.join(map(str, seen.columns))}"
-            )
-    _check_nan(graph, seen)
-    for name in target:
-        refuse_stray_text(seen[name], name)
-    sel = graph.selection
-    if sel in seen.columns and not (seen[sel] == 1).all():
-        raise DataError(
-            f"column {sel!r} of seen holds values other than 1: expected only training rows (S=1)"
-        )
-    return seen
-
-
-def validate_tolerance(tolerance: Any, target: Mapping[str, Any]) -> None:
-    values = tolerance.items() if isinstance(tolerance, Mapping) else [("tolerance", tolerance)]
-    for name, value in values:
-        if isinstance(tolerance, Mapping) and name not in target:
-            raise OptionError(
-                f"tolerance names {name!r}, which is not a target specification: expected one "
-                f"of {', '.join(target)}"
-            )
-        if value is None and not isinstance(tolerance, Mapping):
-            continue
-        ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-        if not ok or not value >= 0:
-            where = "tolerance" if name == "tolerance" else f"tolerance for {name!r}"
-            raise OptionError(f"{where} is {value!r}: expected a number >= 0 (or None)")
-
-
-def _check_nan(graph: SpecGraph, data: pd.DataFrame) -> None:
-    cols = [c for c in data.columns if c in graph]
-    counts = data[cols].isna().sum()
-    for col in cols:
-        if counts[col]:
-            raise DataError(
-                f"column {col!r} holds {int(counts[col])} NaN value(s): expected complete rows"
-            )
-        values = data[col]
-        if pd.api.types.is_float_dtype(values):
-            inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
-            if inf:
-                raise DataError(
-                    f"column {col!r} holds {inf} infinite value(s): expected finite numbers"
-                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,7 +242,7 @@ def identify(
     )
     coverage = None
     if seen is not None:
-        seen = _validate_seen(graph, seen, target)
+        seen = validate_seen(graph, seen, target)
         coverage = Coverage(seen, target, tolerance)
     assume_coverage = coverage_assumption(target, tolerance)
 
