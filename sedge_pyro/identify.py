@@ -16,25 +16,36 @@ result: :attr:`Identification.ok` is ``False``, :meth:`Identification.explain` p
 first, ``sedge identify`` exits 1, and ``identify(..., strict=True)`` raises
 :class:`~sedge_pyro.errors.AssumptionFailed`.
 
-The algorithm (see ``docs/identification.md``):
+The algorithm (see ``docs/identification.md``), one function per step, in the order
+:func:`identify` calls them:
 
-1. Assumption 1 (Eq. 1 / Eqs. 24-26): each target value must be seen alone.
-2. Components: connected pieces of the skeleton over the features and the target specs.
-   Features in different components are independent and each target spec's parents lie in one
-   component, so ``p(X | Z_T) = prod_a p(F_a | Z_Ba)``; features joined to no target spec make
-   one further term ``pD(F_0)``.
-3. A component whose target combination is seen is one term ``pD(F_a | Z_Ba = z_Ba)`` (Thm 1).
-4. A novel component gets shared features ``X_c`` (Thm 2/3): start with the features that are
-   parents of two or more of its target specs; split the moral graph of the component without
-   ``X_c`` into pieces (pieces are then independent given ``X_c``, the moral-graph criterion of
-   d-separation); a piece holding two or more specs whose combination is unseen gives their
-   parents to ``X_c``; repeat until stable. The factorization is Eq. (3) generalised,
+1. :func:`step_1_coverage`, Assumption 1 (Eq. 1 / Eqs. 24-26): each target value must be seen
+   alone.
+2. :func:`step_2_components`: connected pieces of the skeleton over the features and the target
+   specs. Features in different components are independent and each target spec's parents lie
+   in one component, so ``p(X | Z_T) = prod_a p(F_a | Z_Ba)``; features joined to no target
+   spec make one further term ``pD(F_0)`` (:func:`step_2_unjoined`).
+3. :func:`step_3_seen`: a component whose target combination is seen is one term
+   ``pD(F_a | Z_Ba = z_Ba)`` (Thm 1).
+4. :func:`step_4_novel`: a novel component gets shared features ``X_c`` (Thm 2/3) from
+   :func:`shared_features`: start with the features that are parents of two or more of its
+   target specs; split the moral graph of the component without ``X_c`` into pieces (pieces
+   are then independent given ``X_c``, the moral-graph criterion of d-separation); a piece
+   holding two or more specs whose combination is unseen is cut by a smallest set of features,
+   which joins ``X_c``; repeat until stable. The factorization is Eq. (3) generalised,
    ``pD(X_c, G_1 | z_B1) prod_{r>1} pD(z_Br | X_c) pD(G_r | X_c, z_Br)``, and, when every
    target spec's parents fall in ``X_c``, the paper's prior x likelihood form
    ``pD(F_a) prod_i pD(z_i | V_i)``.
-5. A term ``p(A | C)`` is marked exact when ``A`` is d-separated from ``S`` given ``C``
-   (networkx ``is_d_separator``), checked on the component's own graph with the selection
-   node attached (equivalent to the whole graph, and fast on graphs of 10,000 features).
+5. :func:`step_5_status`: a term ``p(A | C)`` is marked exact (as steps 3 and 4 build it, by
+   :class:`~sedge_pyro.separation.LocalGraph`) when ``A`` is d-separated from ``S`` given ``C``
+   (networkx ``is_d_separator``), checked on the component's own graph with the selection node
+   attached (equivalent to the whole graph, and fast on graphs of 10,000 features); the result
+   is IDENTIFIABLE when every term is exact, CONSERVATIVE otherwise, and lists the assumptions
+   to check.
+
+The question (target, tolerance, rows) and the answer (:class:`Identification`, :class:`Status`,
+:class:`Component`) are in :mod:`sedge_pyro.identification`, re-exported here; the graph
+separation the steps use is in :mod:`sedge_pyro.separation`.
 
 References:
     Zhang et al., "SEDGE: Structural Extrapolated Data Generation", Sec. 3 and App. A.
@@ -42,13 +53,11 @@ References:
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 
 from sedge_pyro.assumptions import (
@@ -61,45 +70,21 @@ from sedge_pyro.assumptions import (
     overlap_assumption,
     positivity_assumption,
     rarity_assumption,
-    refuse_stray_text,
 )
-from sedge_pyro.errors import AssumptionFailed, DataError, GraphError, OptionError, TargetError
-from sedge_pyro.expr import Factorization, Interval, Term, Var
+from sedge_pyro.errors import AssumptionFailed, GraphError
+from sedge_pyro.expr import Factorization, Term, Var
 from sedge_pyro.graph import SpecGraph, natural_key
+from sedge_pyro.identification import (
+    Component,
+    Identification,
+    Status,
+    normalize_target,
+    validate_seen,
+    validate_tolerance,
+)
+from sedge_pyro.separation import LocalGraph, Piece, min_separator, moral_pieces, piece_key
 
 __all__ = ["Assumption", "Check", "Component", "Identification", "Status", "identify"]
-
-
-class Status(str, enum.Enum):
-    """Whether p(X | Z_T = z) can be constructed from the training distribution."""
-
-    IDENTIFIABLE = "identifiable"
-    CONSERVATIVE = "conservative"
-    IMPOSSIBLE = "impossible"
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True)
-class Component:
-    """One independent part of p(X | Z_T): features, target specs and how they were split.
-
-    :param features: the component's features ``F_a``.
-    :param specs: its target specifications ``Z_Ba`` (empty for the features joined to none).
-    :param seen: whether the target combination of ``specs`` occurs in the training rows.
-    :param shared: the shared features ``X_c`` (empty unless novel).
-    :param blocks: the specification blocks ``B_r`` (one block when seen).
-    :param groups: each block's private features ``G_r`` given ``X_c``, aligned with
-        ``blocks``; for a seen component, all of ``features``.
-    """
-
-    features: frozenset[str]
-    specs: frozenset[str]
-    seen: bool
-    shared: frozenset[str] = frozenset()
-    blocks: tuple[frozenset[str], ...] = ()
-    groups: tuple[frozenset[str], ...] = ()
 
 
 def _sorted(names: Iterable[str]) -> list[str]:
@@ -110,290 +95,66 @@ def _set_text(names: Iterable[str]) -> str:
     return "{" + ", ".join(_sorted(names)) + "}"
 
 
-@dataclass(frozen=True)
-class Identification:
-    """The answer of :func:`identify`.
+def _first_name(names: Iterable[str]) -> tuple:
+    return natural_key(min(names, key=natural_key))
 
-    :param graph: the graph identified on.
-    :param target: the target, specification name -> value or :class:`Interval`.
-    :param status: the :class:`Status`.
-    :param blocks: the target specs partitioned into blocks (Thm 1 subsets; for novel
-        components, the blocks that are independent given ``X_c``, Thm 2/3).
-    :param shared: the shared features ``X_c`` (empty when identifiable).
-    :param factorization: the factorization of ``query`` (``None`` when impossible).
-    :param assumptions: what the result rests on, each checkable on data.
-    :param components: the independent components with their details.
-    :param query: the population term ``p(X | Z_T = z)`` being identified.
-    :param reason: for ``IMPOSSIBLE``, why.
-    :param seen: the training rows the assumptions are checked on (``None``: none given).
 
-    :attr:`ok` is ``False`` when a check fails on ``seen``; :meth:`failures` lists them.
+def _is_seen(coverage: Coverage | None, names: Iterable[str]) -> bool:
+    """Whether the target values of ``names`` occur together (one alone: yes, after step 1)."""
+    names = list(names)
+    if len(names) <= 1:
+        return True
+    return coverage is not None and coverage.count(names) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The steps, in the order identify() takes them
+
+
+def step_1_coverage(target: Mapping[str, Any], coverage: Coverage | None) -> str:
+    r"""Step 1: Assumption 1, each target value is seen alone in the training rows.
+
+    Eq. (1) of Assumption 1, Eq. (26) of Assumption 4: :math:`P(Z_i = z_i \mid S = 1) > 0`.
+    A value never seen leaves :math:`p(x \mid Z_i = z_i)` unknown (Sec. 3.2). Eq. (24) is
+    ``seen`` being non-empty (checked before); Eq. (25) cannot be checked on training rows.
+
+    :param target: the normalized target.
+    :param coverage: the training rows' coverage; ``None`` (no rows): each value is seen.
+    :returns: why the result is ``IMPOSSIBLE``, naming each value never seen; ``""`` if none.
     """
-
-    graph: SpecGraph
-    target: Mapping[str, Any]
-    status: Status
-    blocks: list[frozenset[str]]
-    shared: frozenset[str]
-    factorization: Factorization | None
-    assumptions: list[Assumption]
-    components: tuple[Component, ...] = ()
-    query: Term | None = None
-    reason: str = ""
-    seen: pd.DataFrame | None = field(default=None, repr=False, compare=False)
-    # the checks on ``seen``, computed once (ok, explain and to_dict all read them)
-    _seen_checks: list = field(default_factory=list, init=False, repr=False, compare=False)
-
-    def checks(self, data: pd.DataFrame | None = None) -> list[tuple[Assumption, Check]]:
-        """Check every assumption on ``data`` (default: the rows given to :func:`identify`).
-
-        A check that needs a column ``data`` lacks is unverified (``ok=None``, its detail
-        starting "not checked").
-
-        :param data: training rows, or ``None`` to use ``seen``.
-        :returns: pairs of assumption and check; empty when there is no data.
-        """
-        if data is None:
-            if self.seen is None:
-                return []
-            if not self._seen_checks:
-                self._seen_checks.extend(self._run_checks(self.seen))
-            return list(self._seen_checks)
-        return self._run_checks(data)
-
-    def _run_checks(self, data: pd.DataFrame) -> list[tuple[Assumption, Check]]:
-        out = []
-        for a in self.assumptions:
-            try:
-                out.append((a, a.check(data)))
-            except DataError as err:
-                # e.g. training rows without the X_c columns: say so rather than fail the report
-                out.append((a, Check(None, f"not checked: {err}")))
-        return out
-
-    def failures(self, data: pd.DataFrame | None = None) -> list[tuple[Assumption, Check]]:
-        """The assumptions whose check fails on ``data`` (default: ``seen``).
-
-        :param data: training rows, or ``None`` to use ``seen``.
-        :returns: pairs of assumption and failed check, in the order of ``assumptions``.
-        """
-        return [(a, c) for a, c in self.checks(data) if c.ok is False]
-
-    @property
-    def ok(self) -> bool | None:
-        """Whether the assumptions hold on ``seen``: ``False`` when a check fails.
-
-        ``True`` when none fails; a check that the training rows cannot decide (``unverified``,
-        e.g. rarity) does not make it ``False``, but :meth:`explain` reports it. ``None`` when
-        :func:`identify` was given no rows, so nothing was checked.
-        """
-        if self.seen is None:
-            return None
-        return not self.failures()
-
-    def explain(self, data: pd.DataFrame | None = None) -> str:
-        """A multi-line account a person reads: status, blocks, X_c, terms and assumptions.
-
-        :param data: training rows to check the assumptions on (default: ``seen``).
-        :returns: the text.
-        """
-        query = self.query.to_text() if self.query is not None else "p(X | target)"
-        lines = [f"{query}: {self.status.name}"]
-        checked = self.checks(data)
-        failed = [(a, c) for a, c in checked if c.ok is False]
-        if len(failed) == 1:
-            a, c = failed[0]
-            lines.append(f"WARNING: 1 assumption check failed: {a.name}: {c.detail}")
-        elif failed:
-            lines.append(f"WARNING: {len(failed)} assumption checks failed:")
-            lines.extend(f"  {a.name}: {c.detail}" for a, c in failed)
-        if self.status is Status.IMPOSSIBLE:
-            lines.append(f"  {self.reason}")
-        else:
-            meaning = {
-                Status.IDENTIFIABLE: "every term equals its population counterpart "
-                "(Prop. 1, Thm 1)",
-                Status.CONSERVATIVE: "terms marked ≈ equal their population counterpart only "
-                "under the rarity assumption (Prop. 4, Thm 3)",
-            }[self.status]
-            lines.append(f"  {meaning}")
-            lines.append("blocks: " + " | ".join(_set_text(b) for b in self.blocks))
-            lines.append(
-                "shared features X_c: " + (_set_text(self.shared) if self.shared else "none")
-            )
-            assert self.factorization is not None
-            sign = "∝" if self.factorization.proportional else "="
-            lines.append(f"{query} {sign} {self.factorization}")
-            lines.append("terms:")
-            width = max(len(t.to_text()) for t in self.factorization.terms)
-            sel = self.graph.selection
-            for t in self.factorization.terms:
-                lhs = _set_text(v.name for v in t.lhs)
-                given = " | " + _set_text(v.name for v in t.rhs) if t.rhs else ""
-                why = f"{lhs} ⟂ {sel}{given}" if t.exact else f"{lhs} not ⟂ {sel}{given}"
-                mark = "exact" if t.exact else "≈    "
-                lines.append(f"  {t.to_text():<{width}}  {mark}  {why}")
-        checks = dict((a.name, c) for a, c in checked)
-        if self.assumptions:
-            lines.append("assumptions:")
-        for a in self.assumptions:
-            c = checks.get(a.name)
-            label = f"[{c.label}]" if c is not None else "[unchecked]"
-            lines.append(f"  {label} {a.name}: {a.statement}")
-            if c is not None:
-                lines.append(f"      {c.detail}")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (status, ok, blocks, shared, factorization, terms and checks).
-
-        ``ok`` is :attr:`ok`; each check has its ``name``, ``ok``, ``label`` (``ok``, ``FAIL``
-        or ``unverified``) and ``detail``.
-        """
-        fac = self.factorization
-        checked = self.checks()
-        return {
-            "status": self.status.name,
-            "ok": self.ok,
-            "target": {k: _value_json(v) for k, v in self.target.items()},
-            "blocks": [_sorted(b) for b in self.blocks],
-            "shared": _sorted(self.shared),
-            "factorization": None if fac is None else fac.to_text(),
-            "latex": None if fac is None else fac.to_latex(),
-            "proportional": None if fac is None else fac.proportional,
-            "terms": []
-            if fac is None
-            else [
-                {
-                    "text": f.term.to_text(),
-                    "lhs": [v.name for v in f.term.lhs],
-                    "rhs": [v.name for v in f.term.rhs],
-                    "source": f.term.source,
-                    "exact": f.term.exact,
-                    "power": f.power,
-                }
-                for f in fac.factors
-            ],
-            "reason": self.reason,
-            "checks": [
-                {"name": a.name, "ok": c.ok, "label": c.label, "detail": c.detail}
-                for a, c in checked
-            ],
-        }
+    if coverage is None:
+        return ""
+    never = [k for k in target if coverage.count([k]) == 0]
+    if not never:
+        return ""
+    values = ", ".join(Var(k, target[k]).to_text() for k in never)
+    return (
+        f"target value {values} is never seen in the {coverage.n} training rows "
+        "(Assumption 1 fails): p(X | target) is not identifiable, and no sample can be "
+        "constructed from the data"
+    )
 
 
-def _value_json(value: Any) -> Any:
-    if isinstance(value, Interval):
-        return {"low": value.low, "high": value.high}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Target and data validation
-
-
-def normalize_target(graph: SpecGraph, target: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(target, Mapping):
-        raise TargetError(
-            f"target is {type(target).__name__}: expected a mapping spec -> value, "
-            "e.g. {'z1': 1, 'z2': sp.Interval(low=1.0)}"
-        )
-    if not target:
-        raise TargetError("target is empty: expected at least one specification")
-    specs = set(graph.specs)
-    out: dict[str, Any] = {}
-    for name, value in target.items():
-        if name not in specs:
-            if name in graph:
-                raise TargetError(
-                    f"target names {name!r}, a {graph.role(name)}: expected a specification "
-                    f"({', '.join(graph.specs)})"
-                )
-            raise TargetError(
-                f"target names unknown specification {name!r}: expected one of "
-                f"{', '.join(graph.specs)}"
-            )
-        if isinstance(value, Interval):
-            out[name] = value
-            continue
-        if isinstance(value, np.generic):
-            value = value.item()
-        if value is None or not isinstance(value, int | float | str | bool):
-            raise TargetError(
-                f"target value for {name!r} is {value!r}: expected a number, a category or "
-                "sp.Interval(low, high)"
-            )
-        if isinstance(value, float) and np.isnan(value):
-            raise TargetError(f"target value for {name!r} is NaN: expected a value")
-        out[name] = value
-    return {k: out[k] for k in _sorted(out)}
-
-
-def _validate_seen(graph: SpecGraph, seen: Any, target: Mapping[str, Any]) -> pd.DataFrame:
-    if not isinstance(seen, pd.DataFrame):
-        raise DataError(f"seen is {type(seen).__name__}: expected a pandas DataFrame of S=1 rows")
-    if len(seen) == 0:
-        raise DataError("seen has no rows: expected the training rows (S=1), at least one")
-    for name in target:
-        if name not in seen.columns:
-            raise DataError(
-                f"seen has no column {name!r} for target specification {name!r}: "
-                f"columns are {', '.join(map(str, seen.columns))}"
-            )
-    _check_nan(graph, seen)
-    for name in target:
-        refuse_stray_text(seen[name], name)
-    sel = graph.selection
-    if sel in seen.columns and not (seen[sel] == 1).all():
-        raise DataError(
-            f"column {sel!r} of seen holds values other than 1: expected only training rows (S=1)"
-        )
-    return seen
-
-
-def validate_tolerance(tolerance: Any, target: Mapping[str, Any]) -> None:
-    values = tolerance.items() if isinstance(tolerance, Mapping) else [("tolerance", tolerance)]
-    for name, value in values:
-        if isinstance(tolerance, Mapping) and name not in target:
-            raise OptionError(
-                f"tolerance names {name!r}, which is not a target specification: expected one "
-                f"of {', '.join(target)}"
-            )
-        if value is None and not isinstance(tolerance, Mapping):
-            continue
-        ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-        if not ok or not value >= 0:
-            where = "tolerance" if name == "tolerance" else f"tolerance for {name!r}"
-            raise OptionError(f"{where} is {value!r}: expected a number >= 0 (or None)")
-
-
-def _check_nan(graph: SpecGraph, data: pd.DataFrame) -> None:
-    cols = [c for c in data.columns if c in graph]
-    counts = data[cols].isna().sum()
-    for col in cols:
-        if counts[col]:
-            raise DataError(
-                f"column {col!r} holds {int(counts[col])} NaN value(s): expected complete rows"
-            )
-        values = data[col]
-        if pd.api.types.is_float_dtype(values):
-            inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
-            if inf:
-                raise DataError(
-                    f"column {col!r} holds {inf} infinite value(s): expected finite numbers"
-                )
-
-
-# ---------------------------------------------------------------------------------------------
-# Structure
-
-
-def _components(
+def step_2_components(
     graph: SpecGraph, targets: list[str]
 ) -> tuple[list[tuple[set[str], set[str]]], list[set[str]]]:
-    """Components of the skeleton over features and target specs (step 2)."""
+    r"""Step 2: the components of Thm 1, connected pieces of the skeleton.
+
+    Thm 1 (App. A.6.1) partitions the specs into subsets with no shared and no adjacent
+    features; the finest such partition is the connected pieces of the skeleton of feature ->
+    feature and feature -> target-spec edges (a non-target spec, never conditioned on, joins
+    nothing). Then ``p(X | Z_T) = prod_a p(F_a | Z_Ba)``, as in the proof of Thm 1 (App. A.7).
+
+    :param graph: the graph.
+    :param targets: the target specs.
+    :returns: the pieces with target specs, ``(F_a, Z_Ba)`` in natural order of their first
+        spec, and those without (for :func:`step_2_unjoined`).
+
+    >>> g = SpecGraph.from_parents({"z1": ["x1", "x2"], "z2": ["x3"], "z3": ["x4"]})
+    >>> comps, rest = step_2_components(g, ["z1", "z2"])
+    >>> [(sorted(f_a), sorted(z_ba)) for f_a, z_ba in comps], [sorted(f) for f in rest]
+    ([(['x1', 'x2'], ['z1']), (['x3'], ['z2'])], [['x4']])
+    """
     skeleton = nx.Graph()
     features = graph.features
     skeleton.add_nodes_from(features)
@@ -415,75 +176,195 @@ def _components(
             comps.append((nodes - target_set, specs))
         else:
             rest.append(nodes)
-    comps.sort(key=lambda c: natural_key(min(c[1], key=natural_key)))
+    comps.sort(key=lambda c: _first_name(c[1]))
     return comps, rest
 
 
-class _Local:
-    """The component's subgraph with the selection node attached, for exactness checks.
+def step_2_unjoined(graph: SpecGraph, rest: list[set[str]]) -> list[tuple[Term, Component]]:
+    """Step 2, the features joined to no target spec: the term ``pD(F_0)``, split in two.
 
-    A path from the component to ``S`` leaves it only through a spec that feeds ``S``: a target
-    spec of the component, or a non-target spec fed by one of its features (a non-target spec
-    is never conditioned on, so ``x -> z -> S`` acts as ``x -> S``). Other paths out cross an
-    unconditioned collider. So d-separation from ``S`` on this small graph equals d-separation
-    on the whole graph.
+    ``p(F_0) = p(F_exact) p(F_approx)``, as the components of ``F_0`` are independent; keeping
+    the d-separated ones apart keeps their term exact (with nothing conditioned on, ``F`` is
+    d-separated from ``S`` iff no feature of ``F`` feeds a spec that feeds ``S``).
+
+    :param graph: the graph.
+    :param rest: step 2's components that hold no target spec.
+    :returns: up to two pairs of term and :class:`Component`, the exact one first.
     """
-
-    def __init__(
-        self, graph: SpecGraph, features: set[str], specs: set[str], sel_parents: set[str]
-    ) -> None:
-        g = graph.to_networkx(copy=False)
-        self.selection = graph.selection
-        self.dag = nx.DiGraph(g.subgraph(features | specs))
-        self.dag.add_node(self.selection)
-        for z in specs & sel_parents:
-            self.dag.add_edge(z, self.selection)
-        for x in features:
-            for child in g.successors(x):
-                if child not in specs and child in sel_parents:
-                    self.dag.add_edge(x, self.selection)
-                    break
-
-    def exact(self, lhs: Iterable[str], rhs: Iterable[str]) -> bool:
-        return nx.is_d_separator(self.dag, set(lhs), {self.selection}, set(rhs))
+    g = graph.to_networkx(copy=False)
+    feeds_s = {x for z in g.predecessors(graph.selection) for x in g.predecessors(z)}
+    split: dict[bool, set[str]] = {True: set(), False: set()}
+    for nodes in rest:
+        split[not (nodes & feeds_s)] |= nodes
+    return [
+        (
+            Term(tuple(Var(n) for n in nodes), (), source="D", exact=exact),
+            Component(frozenset(nodes), frozenset(), True, frozenset(), (), (frozenset(nodes),)),
+        )
+        for exact, nodes in split.items()
+        if nodes
+    ]
 
 
-def _pieces(
-    moral: nx.Graph, shared: set[str], specs: set[str]
-) -> list[tuple[frozenset[str], frozenset[str], frozenset[str]]]:
-    """Pieces (features, specs, boundary in X_c) of the moral graph without ``shared``."""
-    rest = moral.subgraph(n for n in moral if n not in shared)
-    out = []
-    for nodes in nx.connected_components(rest):
-        boundary = {m for n in nodes for m in moral.neighbors(n) if m in shared}
-        out.append((frozenset(nodes - specs), frozenset(nodes & specs), frozenset(boundary)))
-    return out
+def step_3_seen(
+    local: LocalGraph, features: set[str], specs: set[str]
+) -> tuple[list[Term], Component]:
+    r"""Step 3: a component whose target combination is seen is one term (Thm 1).
 
+    :math:`p(F_a \mid z_{B_a}) = p_D(F_a \mid z_{B_a})`, as in the proof of Thm 1 (App. A.7;
+    Prop. 1, Eqs. (8)-(9)): the combination has training rows, and the term is exact when
+    :math:`F_a \perp S \mid Z_{B_a}`, which fails only if a feature of ``F_a`` feeds a
+    non-target spec that feeds ``S``.
 
-def _separator(
-    moral: nx.Graph,
-    features: frozenset[str],
-    specs: frozenset[str],
-    is_seen: Callable[[Iterable[str]], bool],
-) -> set[str]:
-    """Features to add to X_c so that a piece with an unseen combination splits (step 4).
-
-    A smallest set of features separating two of the piece's specs in the moral graph: the
-    first spec and, preferably, one whose pair with it is unseen. The pieces are recomputed
-    after every cut, so repeated cuts end with every piece's combination seen.
+    :param local: the component's graph with ``S`` attached.
+    :param features: the component's features ``F_a``.
+    :param specs: its target specs ``Z_Ba``, whose combination is seen.
+    :returns: the one term and the :class:`Component`.
     """
-    first, *others = _sorted(specs)
-    partner = next((z for z in others if not is_seen((first, z))), others[0])
-    # other specs only relay between their (married) parents, so they can be left out
-    sub = moral.subgraph(features | {first, partner})
-    return set(nx.minimum_node_cut(sub, first, partner))
+    term = local.term(features, (), (), specs)
+    block = frozenset(specs)
+    return [term], Component(
+        frozenset(features), block, True, frozenset(), (block,), (frozenset(features),)
+    )
 
 
-def _piece_key(piece: tuple[frozenset, frozenset, frozenset]) -> tuple:
-    feats, specs, _ = piece
-    if specs:
-        return (0, natural_key(min(specs, key=natural_key)))
-    return (1, natural_key(min(feats, key=natural_key)))
+def shared_features(
+    graph: SpecGraph, features: set[str], specs: set[str], coverage: Coverage | None
+) -> tuple[set[str], list[Piece]]:
+    r"""Step 4: the shared features :math:`X_c` of a novel component, grown to a fixed point.
+
+    Thms 2 and 3 (App. A.6.2) need blocks of specs independent given :math:`X_c`, and each
+    feature outside :math:`X_c` independent given :math:`X_c` of the other blocks' features;
+    Fig. 2(b) (Props. 2-4) has :math:`X_c = \{X_2\}`. :math:`X_c` starts as the parents of
+    two or more target specs; the moral graph without it splits into pieces (independent
+    given :math:`X_c`); a smallest cut of a piece whose specs are not seen together joins
+    :math:`X_c`, until none is left.
+
+    :param graph: the graph.
+    :param features: the component's features ``F_a``.
+    :param specs: its target specs, whose combination is novel.
+    :param coverage: the training rows' coverage (``None``: every combination is novel).
+    :returns: :math:`X_c` and the pieces (features ``G_r``, specs ``B_r``, boundary in
+        :math:`X_c`), those with specs first.
+
+    >>> g = SpecGraph.from_parents({"z1": ["x1", "x2"], "z2": ["x2", "x3"]})  # Fig. 2(b)
+    >>> shared, pieces = shared_features(g, {"x1", "x2", "x3"}, {"z1", "z2"}, None)
+    >>> sorted(shared), [(sorted(g_r), sorted(b_r)) for g_r, b_r, _ in pieces]
+    (['x2'], [(['x1'], ['z1']), (['x3'], ['z2'])])
+    """
+    g = graph.to_networkx(copy=False)
+    moral = nx.moral_graph(g.subgraph(features | specs))
+    n_parents: dict[str, int] = {}
+    for z in specs:
+        for x in g.predecessors(z):
+            n_parents[x] = n_parents.get(x, 0) + 1
+    shared = {x for x, k in n_parents.items() if k >= 2}
+    while True:
+        pieces = moral_pieces(moral, shared, specs)
+        grow: set[str] = set()
+        for piece_feats, piece_specs, _ in pieces:
+            if len(piece_specs) >= 2 and not _is_seen(coverage, piece_specs):
+                grow |= min_separator(moral, piece_feats, piece_specs, partial(_is_seen, coverage))
+        if not grow:
+            break
+        shared |= grow
+    pieces.sort(key=piece_key)
+    return shared, pieces
+
+
+def step_4_novel(
+    graph: SpecGraph,
+    local: LocalGraph,
+    features: set[str],
+    specs: set[str],
+    coverage: Coverage | None,
+) -> tuple[list[Term], Component]:
+    r"""Step 4: a novel component, factorized given its shared features (Prop. 4, Thm 3).
+
+    Eq. (3) generalised, with :math:`X_c` and the pieces of :func:`shared_features` and
+    :math:`\partial_r \subseteq X_c` a piece's boundary: :math:`p(F_a \mid z) \propto
+    p_D(X_c, G_1 \mid z_{B_1}) \prod_{r > 1} p_D(z_{B_r} \mid \partial_r)\,
+    p_D(G_r \mid \partial_r, z_{B_r})`, times :math:`p_D(G \mid \partial)` per piece without
+    specs; for Fig. 2(b), Eq. (3). When every :math:`V_i \subseteq X_c`, it is Eq. (28)'s prior
+    x likelihood form :math:`p_D(F_a) \prod_i p_D(z_i \mid V_i)`. Terms not d-separated from
+    ``S`` equal their population counterparts under Assumption 3 only (Thm 3).
+
+    :param graph: the graph.
+    :param local: the component's graph with ``S`` attached.
+    :param features: the component's features ``F_a``.
+    :param specs: its target specs, whose combination is novel.
+    :param coverage: the training rows' coverage (``None``: every combination is novel).
+    :returns: the component's terms and its :class:`Component`.
+    """
+    shared, pieces = shared_features(graph, features, specs, coverage)
+    g = graph.to_networkx(copy=False)
+    spec_pieces = [p for p in pieces if p[1]]
+    feature_pieces = [p for p in pieces if not p[1]]
+    terms: list[Term] = []
+    if all(not feats for feats, _, _ in spec_pieces):
+        # the limit: the paper's prior x likelihood form, pD(F_a) prod_i pD(z_i | V_i)
+        terms.append(local.term(features, (), (), ()))
+        for z in _sorted(specs):
+            terms.append(local.term((), (z,), g.predecessors(z), ()))
+    else:
+        # Eq. (3) generalised: the first block joins X_c, the others are weighed given X_c
+        first_feats, first_specs, _ = spec_pieces[0]
+        terms.append(local.term(shared | first_feats, (), (), first_specs))
+        for feats, piece_specs, boundary in spec_pieces[1:]:
+            if not feats:
+                (z,) = piece_specs
+                terms.append(local.term((), (z,), g.predecessors(z), ()))
+                continue
+            terms.append(local.term((), piece_specs, boundary, ()))
+            terms.append(local.term(feats, (), boundary, piece_specs))
+        for feats, _, boundary in feature_pieces:
+            terms.append(local.term(feats, (), boundary, ()))
+    blocks = tuple(frozenset(p[1]) for p in spec_pieces)
+    groups = tuple(frozenset(p[0]) for p in spec_pieces)
+    component = Component(
+        frozenset(features), frozenset(specs), False, frozenset(shared), blocks, groups
+    )
+    return terms, component
+
+
+def step_5_status(
+    factorization: Factorization,
+    components: list[Component],
+    target: Mapping[str, Any],
+    tolerance: Tolerance,
+) -> tuple[Status, list[Assumption]]:
+    """Step 5: the status, from the terms' exactness, and the assumptions to check.
+
+    ``IDENTIFIABLE`` when every term is exact, d-separated from ``S`` (Prop. 1, Thm 1);
+    ``CONSERVATIVE`` otherwise, exact under Assumption 3 only (Prop. 4, Thm 3). To check on the
+    rows: coverage (Assumption 1, Eq. 26); positivity of each ``pD`` term's condition;
+    independence of two or more components with features (Thm 1); overlap on ``X_c`` when one
+    is novel (Assumption 2, Thm 2); rarity when conservative (Assumption 3).
+
+    :param factorization: the product of the terms of steps 2 to 4.
+    :param components: the components of steps 2 to 4.
+    :param target: the normalized target.
+    :param tolerance: the tolerance for point targets on continuous specs.
+    :returns: the status and the assumptions, in the order above.
+    """
+    status = Status.IDENTIFIABLE if factorization.exact else Status.CONSERVATIVE
+    novel = [c for c in components if c.specs and not c.seen]
+    assumptions = [
+        coverage_assumption(target, tolerance),
+        positivity_assumption(factorization, target, tolerance),
+    ]
+    parts = [
+        (_set_text(c.specs) if c.specs else "no target spec", c.features)
+        for c in components
+        if c.features
+    ]
+    if len(parts) >= 2:
+        assumptions.append(independence_assumption(parts, target))
+    if novel:
+        assumptions.append(overlap_assumption(novel, target, tolerance))
+    if status is Status.CONSERVATIVE:
+        assumptions.append(rarity_assumption(novel, target, tolerance))
+    return status, assumptions
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +401,8 @@ def identify(
     :raises AssumptionFailed: with ``strict=True``, when a check fails on ``seen``; the message
         names each failed assumption and what was measured.
 
-    References: Prop. 1 and 4, Thms 1-3, Eq. (3) of the SEDGE paper.
+    References: Prop. 1 and 4, Thms 1-3, Eq. (3) of the SEDGE paper; the steps
+    :func:`step_1_coverage` to :func:`step_5_status` say which statement each applies.
 
     >>> import sedge_pyro as sp
     >>> g = sp.SpecGraph.from_parents({"z1": ["x1", "x2"], "z2": ["x2", "x3"]})
@@ -534,201 +416,69 @@ def identify(
         raise GraphError(f"graph is {type(graph).__name__}: expected an sp.SpecGraph")
     target = normalize_target(graph, target)
     validate_tolerance(tolerance, target)
-    targets = list(target)
-    query = Term(
-        tuple(Var(x) for x in graph.features),
-        tuple(Var(k, v) for k, v in target.items()),
-        source="P",
-        exact=True,
-    )
     coverage = None
     if seen is not None:
-        seen = _validate_seen(graph, seen, target)
+        seen = validate_seen(graph, seen, target)
         coverage = Coverage(seen, target, tolerance)
-    assume_coverage = coverage_assumption(target, tolerance)
-
-    # step 1: Assumption 1, every target value seen alone
-    if coverage is not None:
-        never = [k for k in targets if coverage.count([k]) == 0]
-        if never:
-            values = ", ".join(Var(k, target[k]).to_text() for k in never)
-            reason = (
-                f"target value {values} is never seen in the {coverage.n} training rows "
-                "(Assumption 1 fails): p(X | target) is not identifiable, and no sample can be "
-                "constructed from the data"
-            )
-            return _strict(
-                strict,
-                graph,
-                target,
-                Status.IMPOSSIBLE,
-                [],
-                frozenset(),
-                None,
-                [assume_coverage],
-                (),
-                query,
-                reason,
-                seen,
-            )
-
-    def is_seen(names: Iterable[str]) -> bool:
-        names = list(names)
-        if len(names) <= 1:
-            return True
-        return coverage is not None and coverage.count(names) > 0
-
-    def event_vars(names: Iterable[str]) -> tuple[Var, ...]:
-        return tuple(Var(n, target[n]) for n in names)
-
-    def free_vars(names: Iterable[str]) -> tuple[Var, ...]:
-        return tuple(Var(n) for n in names)
-
-    # step 2: independent components
-    comps, rest = _components(graph, targets)
-    terms: list[Term] = []
+    factorization: Factorization | None = None
     components: list[Component] = []
     blocks: list[frozenset[str]] = []
-    proportional = False
-    g = graph.to_networkx(copy=False)
-    sel_parents = set(g.predecessors(graph.selection))
-    for features, specs in comps:
-        local = _Local(graph, features, specs, sel_parents)
-
-        def term(
-            lhs_free: Iterable[str],
-            lhs_events: Iterable[str],
-            rhs_free: Iterable[str],
-            rhs_events: Iterable[str],
-            local: _Local = local,
-        ) -> Term:
-            lhs_free, lhs_events = list(lhs_free), list(lhs_events)
-            rhs_free, rhs_events = list(rhs_free), list(rhs_events)
-            return Term(
-                free_vars(lhs_free) + event_vars(lhs_events),
-                free_vars(rhs_free) + event_vars(rhs_events),
-                source="D",
-                exact=local.exact(lhs_free + lhs_events, rhs_free + rhs_events),
-            )
-
-        # step 3: a seen combination (Thm 1)
-        if is_seen(specs):
-            terms.append(term(features, (), (), specs))
-            components.append(
-                Component(
-                    frozenset(features),
-                    frozenset(specs),
-                    True,
-                    frozenset(),
-                    (frozenset(specs),),
-                    (frozenset(features),),
-                )
-            )
-            blocks.append(frozenset(specs))
-            continue
-
-        # step 4: a novel combination, grow X_c until the pieces are seen (Thm 2/3)
-        proportional = True
-        moral = nx.moral_graph(g.subgraph(features | specs))
-        n_parents: dict[str, int] = {}
-        for z in specs:
-            for x in g.predecessors(z):
-                n_parents[x] = n_parents.get(x, 0) + 1
-        shared = {x for x, k in n_parents.items() if k >= 2}
-        while True:
-            pieces = _pieces(moral, shared, specs)
-            grow: set[str] = set()
-            for piece_feats, piece_specs, _ in pieces:
-                if len(piece_specs) >= 2 and not is_seen(piece_specs):
-                    grow |= _separator(moral, piece_feats, piece_specs, is_seen)
-            if not grow:
-                break
-            shared |= grow
-        pieces.sort(key=_piece_key)
-        spec_pieces = [p for p in pieces if p[1]]
-        feature_pieces = [p for p in pieces if not p[1]]
-        if all(not feats for feats, _, _ in spec_pieces):
-            # the limit: the paper's prior x likelihood form, pD(F_a) prod_i pD(z_i | V_i)
-            terms.append(term(features, (), (), ()))
-            for z in _sorted(specs):
-                terms.append(term((), (z,), g.predecessors(z), ()))
-        else:
-            # Eq. (3) generalised: the first block joins X_c, the others are weighed given X_c
-            first_feats, first_specs, _ = spec_pieces[0]
-            terms.append(term(shared | first_feats, (), (), first_specs))
-            for feats, piece_specs, boundary in spec_pieces[1:]:
-                if not feats:
-                    (z,) = piece_specs
-                    terms.append(term((), (z,), g.predecessors(z), ()))
-                    continue
-                terms.append(term((), piece_specs, boundary, ()))
-                terms.append(term(feats, (), boundary, piece_specs))
-            for feats, _, boundary in feature_pieces:
-                terms.append(term(feats, (), boundary, ()))
-        comp_blocks = tuple(frozenset(p[1]) for p in spec_pieces)
-        components.append(
-            Component(
-                frozenset(features),
-                frozenset(specs),
-                False,
-                frozenset(shared),
-                comp_blocks,
-                tuple(frozenset(p[0]) for p in spec_pieces),
-            )
-        )
-        blocks.extend(comp_blocks)
-
-    # features joined to no target spec: p(F_0) = p(F_exact) p(F_approx), as the components of
-    # F_0 are independent; keeping the d-separated ones apart keeps their term exact
-    # (with nothing conditioned on, F is d-separated from S iff no feature of F feeds a spec
-    # that feeds S: every open path is then x -> z -> S)
-    feeds_s = {x for z in sel_parents for x in g.predecessors(z)}
-    split: dict[bool, set[str]] = {True: set(), False: set()}
-    for nodes in rest:
-        split[not (nodes & feeds_s)] |= nodes
-    for exact, nodes in split.items():
-        if nodes:
-            terms.append(Term(free_vars(nodes), (), source="D", exact=exact))
-            components.append(
-                Component(frozenset(nodes), frozenset(), True, frozenset(), (), (frozenset(nodes),))
-            )
-
-    factorization = Factorization.from_terms(terms, proportional=proportional)
-    status = Status.IDENTIFIABLE if factorization.exact else Status.CONSERVATIVE
-    blocks.sort(key=lambda b: natural_key(min(b, key=natural_key)))
-    shared_all = frozenset().union(*(c.shared for c in components))
-    novel = [c for c in components if c.specs and not c.seen]
-    assumptions = [assume_coverage, positivity_assumption(factorization, target, tolerance)]
-    parts = [
-        (_set_text(c.specs) if c.specs else "no target spec", c.features)
-        for c in components
-        if c.features
-    ]
-    if len(parts) >= 2:
-        assumptions.append(independence_assumption(parts, target))
-    if novel:
-        assumptions.append(overlap_assumption(novel, target, tolerance))
-    if status is Status.CONSERVATIVE:
-        assumptions.append(rarity_assumption(novel, target, tolerance))
-    return _strict(
-        strict,
+    reason = step_1_coverage(target, coverage)
+    if reason:
+        status, assumptions = Status.IMPOSSIBLE, [coverage_assumption(target, tolerance)]
+    else:
+        terms, components = _factorize(graph, target, coverage)
+        novel = not all(c.seen for c in components)
+        factorization = Factorization.from_terms(terms, proportional=novel)
+        status, assumptions = step_5_status(factorization, components, target, tolerance)
+        blocks = sorted((b for c in components for b in c.blocks), key=_first_name)
+    shared = frozenset().union(*(c.shared for c in components))
+    res = Identification(
         graph,
         target,
         status,
         blocks,
-        shared_all,
+        shared,
         factorization,
         assumptions,
         tuple(components),
-        query,
-        "",
+        _query(graph, target),
+        reason,
         seen,
     )
+    return _strict(res, strict)
 
 
-def _strict(strict: bool, *args: Any) -> Identification:
-    """The :class:`Identification` of ``args``; with ``strict``, raise if a check fails."""
-    res = Identification(*args)
+def _query(graph: SpecGraph, target: Mapping[str, Any]) -> Term:
+    """The population term ``p(X | Z_T = z)`` being identified."""
+    features = tuple(Var(x) for x in graph.features)
+    return Term(features, tuple(Var(k, v) for k, v in target.items()), source="P", exact=True)
+
+
+def _factorize(
+    graph: SpecGraph, target: Mapping[str, Any], coverage: Coverage | None
+) -> tuple[list[Term], list[Component]]:
+    """Steps 2 to 4: each component's terms (step 3 if seen, else step 4) and then ``pD(F_0)``."""
+    comps, rest = step_2_components(graph, list(target))
+    sel_parents = set(graph.to_networkx(copy=False).predecessors(graph.selection))
+    terms: list[Term] = []
+    components: list[Component] = []
+    for features, specs in comps:
+        local = LocalGraph(graph, target, features, specs, sel_parents)
+        if _is_seen(coverage, specs):
+            comp_terms, component = step_3_seen(local, features, specs)
+        else:
+            comp_terms, component = step_4_novel(graph, local, features, specs, coverage)
+        terms.extend(comp_terms)
+        components.append(component)
+    for term, component in step_2_unjoined(graph, rest):
+        terms.append(term)
+        components.append(component)
+    return terms, components
+
+
+def _strict(res: Identification, strict: bool) -> Identification:
+    """``res``; with ``strict``, raise :class:`AssumptionFailed` if a check fails on its rows."""
     failed = res.failures() if strict else []
     if failed:
         rows = len(res.seen) if res.seen is not None else 0
