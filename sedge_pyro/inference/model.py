@@ -353,20 +353,11 @@ class SEDGEModel(SEDGEProgram):
         >>> s.to_dataframe().shape
         (50, 3)
         """
-        run = sample_auto if method == "auto" else run_sampler
+        kw = {"chains": chains, "seed": seed, "device": device, "tolerance": tolerance}
         with torch_threads(threads):
-            return run(
-                self,
-                target,
-                n,
-                **({} if method == "auto" else {"method": method}),
-                chains=chains,
-                seed=seed,
-                device=device,
-                tolerance=tolerance,
-                progress=progress,
-                **options,
-            )
+            if method == "auto":  # a backtest on the training rows chooses (inference.backtest)
+                return sample_auto(self, target, n, progress=progress, **kw, **options)
+            return run_sampler(self, target, n, method, progress=progress, **kw, **options)
 
 
 def backtest(graph: Any, data: Any, target: Mapping[str, Any], **options: Any) -> Backtest:
