@@ -1,6 +1,6 @@
 """Issue 7 (Sec. 5.2, App. D.2 at laptop scale): novel attribute combinations of images.
 
-Usage: ``python benchmarks/images.py [--seeds 3] [--quick] [--no-pool] [--jobs 1]
+Usage: ``python benchmarks/images.py [--seeds 3] [--first-seed 0] [--quick] [--no-pool] [--jobs 1]
 [--device cpu] [--out PATH]``.
 
 Runs :func:`sedge_pyro.experiments.images.image_experiment` (what ``sedge images`` runs: concepts
@@ -42,7 +42,8 @@ def one_run(seed: int, quick: bool, pool: bool, threads: int, device: str) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds from this one on")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-pool", dest="pool", action="store_false")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run side by side")
@@ -54,7 +55,7 @@ def main() -> None:
 
     start = time.perf_counter()
     threads = max(1, torch.get_num_threads() // args.jobs)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as ex:
             n = len(seeds)
