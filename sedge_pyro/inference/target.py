@@ -39,6 +39,9 @@ from sedge_pyro.assumptions import Coverage, _tolerance, is_continuous
 from sedge_pyro.errors import OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
 from sedge_pyro.identify import normalize_target, validate_tolerance
+from sedge_pyro.inference.problem import START_POOL as START_POOL
+from sedge_pyro.inference.problem import START_POOL_MAX as START_POOL_MAX
+from sedge_pyro.inference.problem import START_POOL_MIN as START_POOL_MIN
 from sedge_pyro.inference.problem import Problem
 from sedge_pyro.inference.spec_event import (
     SpecEvent,
