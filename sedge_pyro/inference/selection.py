@@ -22,7 +22,8 @@ and each factor can be estimated free of the selection:
 * the features of other components, :math:`p(x_{\text{rest}})`, on every row.
 
 :class:`BlockPrior` is that product (normalising flows: :class:`~sedge_pyro.models.likelihoods.
-ConditionalFlow` per factor, fit by the same SVI loop as the model's components), and
+ConditionalFlow` per factor, fit by the same SVI loop as the model's components; its own
+module, :mod:`~sedge_pyro.inference.block_prior`, re-exported here), and
 :func:`selection_aware` fits it and the refit likelihoods for one target, cached on the model.
 The samplers use them through :meth:`SelectionAware.applied`, which swaps them into the model
 for the run. References: Thm 1, Eq. (3), Prop. 4 of the SEDGE paper.
@@ -48,9 +49,8 @@ from torch import nn
 from sedge_pyro.assumptions import Coverage
 from sedge_pyro.errors import OptionError
 from sedge_pyro.identify import Status, identify
+from sedge_pyro.inference.block_prior import EDGE_TOLERANCE, BlockPrior
 from sedge_pyro.inference.fit import fit_component
-from sedge_pyro.models.base import Prior
-from sedge_pyro.models.likelihoods import ConditionalFlow
 from sedge_pyro.models.priors import DiffusionPrior
 from sedge_pyro.models.sedge import component_key, component_program
 
@@ -81,150 +81,6 @@ _CACHE = "_selection_aware_cache"
 FIT_STEPS = 2000
 #: draws of the block prior a surrogate diffusion prior is fit on
 DIFFUSION_ROWS = 20_000
-#: a point this far past the box's edge (a fraction of its width: float rounding of a point
-#: mapped onto the edge) still counts as on it
-EDGE_TOLERANCE = 1e-5
-
-
-class BlockPrior(Prior):
-    r""":math:`p(x) = p(x_c) \prod_r p(F_r \mid x_c) \, p(x_{\text{rest}})` over the model's
-    features (normalised units); each factor a :class:`ConditionalFlow`.
-
-    With ``box=(low, high)`` (the samplers' box, :attr:`~sedge_pyro.inference.target.Problem.
-    box`) every factor is a flow of the features' standardised unconstrained coordinates
-    :math:`v = (\operatorname{logit}((x - l) / (h - l)) - m) / s` (``m``, ``s`` set by
-    :meth:`standardise` from the training rows), and :meth:`log_prob` adds the log-Jacobian
-    :math:`\log |\partial v / \partial x|`: the density is zero outside the box, and a feature
-    with hard edges (a uniform) is smooth in :math:`v`. Fit on the features themselves, a
-    spline flow of eight bins over :math:`[-4, 4]` rounds a uniform's edges off: on the
-    grid's ``wide-x2`` variant, ``x2 ~ U(0, 1)``, the fitted :math:`p(x_2)` held 8.4% of its
-    mass in the top tenth of the range (10% true), exactly where the target lives, and every
-    sampler of the fitted posterior sat 0.1 sd low in ``x2`` (MMD 1.8-3.1x the floor against
-    ``plan``'s 0.7x). A feature whose range a few outliers set is squeezed against one edge
-    of the box, which the flow of :math:`v` still fits (a Normal feature with one row at 30 sd,
-    6,000 rows: held-out NLL 1.28 in the box, 1.27 without). The context of a block's factor
-    stays in normalised units.
-
-    :param dim: number of features.
-    :param shared: indices of :math:`X_c`.
-    :param groups: indices of each block's private features :math:`F_r`.
-    :param rest: indices of the features of other components.
-    :param hidden: hidden layer sizes of the factors' conditioning networks.
-    :param box: ``(low, high)``, shape ``(dim,)`` each, normalised units; ``None``: the
-        factors model the features themselves (unbounded).
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        shared: list[int],
-        groups: list[list[int]],
-        rest: list[int],
-        hidden: tuple[int, ...] = (64, 64),
-        box: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> None:
-        super().__init__(dim)
-        self.shared, self.groups, self.rest = shared, groups, rest
-        self.factors = nn.ModuleDict()
-        if shared:
-            self.factors["shared"] = ConditionalFlow(len(shared), 0, hidden=hidden)
-        for r, g in enumerate(groups):
-            if g:
-                self.factors[f"block{r}"] = ConditionalFlow(len(g), len(shared), hidden=hidden)
-        if rest:
-            self.factors["rest"] = ConditionalFlow(len(rest), 0, hidden=hidden)
-        self.in_box = box is not None
-        if box is not None:
-            low, high = (torch.as_tensor(b, dtype=torch.float32).reshape(dim) for b in box)
-            self.register_buffer("low", low.clone())
-            self.register_buffer("high", high.clone())
-            self.register_buffer("loc", torch.zeros(dim))
-            self.register_buffer("scale", torch.ones(dim))
-
-    def standardise(self, x: torch.Tensor) -> None:
-        """Set the location and scale of the unconstrained coordinates from rows ``x``
-        (normalised features inside the box, shape ``(n, dim)``); before fitting.
-        """
-        if not self.in_box:
-            return
-        u = self._logit(x)
-        self.loc.copy_(u.mean(0))
-        self.scale.copy_(u.std(0).clamp_min(1e-3) if len(u) > 1 else torch.ones_like(self.scale))
-
-    def _logit(self, x: torch.Tensor) -> torch.Tensor:
-        t = ((x - self.low) / (self.high - self.low)).clamp(1e-6, 1 - 1e-6)
-        return torch.logit(t)
-
-    def to_unconstrained(self, x: torch.Tensor) -> torch.Tensor:
-        """The factors' coordinates ``v`` of features ``x`` (``x`` itself without a box);
-        values on or outside the box's edge are pulled just inside.
-        """
-        if not self.in_box:
-            return x
-        return (self._logit(x) - self.loc) / self.scale
-
-    def from_unconstrained(self, v: torch.Tensor) -> torch.Tensor:
-        """Features of the factors' coordinates ``v`` (inverse of :meth:`to_unconstrained`)."""
-        if not self.in_box:
-            return v
-        return self.low + (self.high - self.low) * torch.sigmoid(v * self.scale + self.loc)
-
-    def log_jacobian(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log |\partial v / \partial x|` per feature, shape ``x.shape`` (0 without a
-        box).
-        """
-        if not self.in_box:
-            return torch.zeros_like(x)
-        width = self.high - self.low
-        t = ((x - self.low) / width).clamp(1e-6, 1 - 1e-6)
-        return -(torch.log(self.scale) + torch.log(width) + torch.log(t) + torch.log1p(-t))
-
-    def _parts(self) -> list[tuple[str, list[int], list[int]]]:
-        parts = []
-        if self.shared:
-            parts.append(("shared", self.shared, []))
-        for r, g in enumerate(self.groups):
-            if g:
-                parts.append((f"block{r}", g, self.shared))
-        if self.rest:
-            parts.append(("rest", self.rest, []))
-        return parts
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """The sum of the factors' log-densities, shape ``x.shape[:-1]`` (with a box: plus the
-        log-Jacobian of the coordinates, and ``-inf`` outside the box, :meth:`inside`).
-        """
-        v = self.to_unconstrained(x)
-        total = torch.zeros(x.shape[:-1], device=x.device, dtype=x.dtype)
-        for name, ys, ctx in self._parts():
-            context = x[..., ctx] if ctx else x[..., :0]
-            total = total + self.factors[name].log_prob(v[..., ys], context)
-        if not self.in_box:
-            return total
-        total = total + self.log_jacobian(x).sum(-1)
-        return torch.where(self.inside(x), total, torch.full_like(total, -torch.inf))
-
-    def inside(self, x: torch.Tensor) -> torch.Tensor:
-        """Whether each row of ``x`` lies in the closed box, give or take float rounding
-        (:data:`EDGE_TOLERANCE` of the width): a sampler's point mapped from a large
-        unconstrained coordinate lands on the edge itself, where the density is the one just
-        inside (a ``-inf`` there made ``svi``'s ELBO diverge).
-        """
-        pad = EDGE_TOLERANCE * (self.high - self.low)
-        return ((x >= self.low - pad) & (x <= self.high + pad)).all(-1)
-
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws, factor after factor (``x_c`` first); ``generator`` is not used."""
-        dev = next(self.parameters()).device
-        x = torch.zeros(n, self.dim, device=dev)
-        v = torch.zeros(n, self.dim, device=dev)
-        with torch.no_grad():
-            for name, ys, ctx in self._parts():
-                # an empty context still has n rows: the flow's batch is n either way
-                d = self.factors[name].condition(x[:, ctx] if ctx else x[:, :0])
-                v[:, ys] = d.sample().reshape(n, -1)
-                x[:, ys] = self.from_unconstrained(v)[:, ys]
-        return x
 
 
 class SelectionAware:
@@ -283,6 +139,36 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     CONSERVATIVE with its specs in one component of several blocks, every target value an
     event of positive probability, and no training row meeting the whole target.
     """
+    model = problem.model
+    found = _component(problem)
+    if isinstance(found, str):
+        return found
+    comp, specs = found
+    cache = _cache(model)
+    key = _key_of(problem)
+    if key in cache:
+        return cache[key]
+    masks = _event_masks(problem, specs)
+    if isinstance(masks, str):
+        return masks
+    history: dict[str, Any] = {}
+    fit_kw = {"seed": seed, "progress": progress, "steps": _steps(model)}
+    prior, rest = _fit_block_prior(problem, comp, masks, seed, fit_kw, history)
+    likelihoods = _refit_likelihoods(problem, comp, masks, fit_kw, history)
+    feats = list(model.features)
+    info = {
+        "shared": sorted(comp.shared),
+        "groups": [sorted(g) for g in comp.groups],
+        "rest": [feats[j] for j in rest],
+        "fits": history,
+    }
+    out = SelectionAware(prior, likelihoods, info)
+    cache[key] = out
+    return out
+
+
+def _component(problem: Problem) -> tuple[Any, set[str]] | str:
+    """The target's component and specs where the pieces apply, else why not (a string)."""
     model, target = problem.model, problem.target
     if model.structure != "sparse":
         return f"structure {model.structure!r}: only models A (sparse) have per-block pieces"
@@ -295,41 +181,58 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     comps = [c for c in res.components if c.specs & specs]
     if len(comps) != 1 or len(comps[0].blocks) < 2 or not specs <= comps[0].specs:
         return "the target's specs are not the blocks of one component"
-    comp = comps[0]
-    cache = _cache(model)
-    key = _key_of(problem)
-    if key in cache:
-        return cache[key]
+    return comps[0], specs
 
-    seen = model.seen
+
+def _event_masks(problem: Problem, specs: set[str]) -> dict[str, torch.Tensor] | str:
+    """Per target spec, the training rows meeting its event; or why the pieces do not apply
+    (a string) when some rows meet the whole target.
+    """
+    seen, target, dev = problem.model.seen, problem.target, problem.device
     cov = Coverage(seen, target.target, target.tolerance)
-    dev = problem.device
     masks = {s: torch.as_tensor(cov.masks[s], device=dev) for s in specs}
     everything = torch.ones(len(seen), dtype=torch.bool, device=dev)
     for m in masks.values():
         everything = everything & m
     if bool(everything.any()):
         return "training rows meet the whole target: the selection was not its removal"
+    return masks
 
-    def untouched(block: frozenset) -> torch.Tensor:
-        others = [s for s in specs if s not in block]
-        hit = torch.ones(len(seen), dtype=torch.bool, device=dev)
-        for s in others:
-            hit = hit & masks[s]
-        return ~hit
 
+def _untouched(masks: dict[str, torch.Tensor], block: frozenset) -> torch.Tensor:
+    """The rows where a target event outside ``block`` fails: the selection never touched
+    them.
+    """
+    first = next(iter(masks.values()))
+    hit = torch.ones(len(first), dtype=torch.bool, device=first.device)
+    for s in [s for s in masks if s not in block]:
+        hit = hit & masks[s]
+    return ~hit
+
+
+def _fit_block_prior(
+    problem: Problem,
+    comp: Any,
+    masks: dict[str, torch.Tensor],
+    seed: int,
+    fit_kw: dict[str, Any],
+    history: dict[str, Any],
+) -> tuple[BlockPrior, list[int]]:
+    """The :class:`BlockPrior` of ``comp``, each factor fit on the rows free of the selection
+    (``history`` gets each fit's rows and steps); returns it and the other components'
+    features.
+    """
+    model, x = problem.model, problem.train_x
     feats = list(model.features)
-    x = problem.train_x
     shared = [feats.index(f) for f in sorted(comp.shared)]
     groups = [[feats.index(f) for f in sorted(g)] for g in comp.groups]
     inside = set(shared) | {j for g in groups for j in g}
     rest = [j for j in range(len(feats)) if j not in inside]
     box = problem.box
-    prior = BlockPrior(len(feats), shared, groups, rest, hidden=model.hidden, box=box).to(dev)
+    prior = BlockPrior(len(feats), shared, groups, rest, hidden=model.hidden, box=box)
+    prior = prior.to(problem.device)
     prior.standardise(x)
     v = prior.to_unconstrained(x)
-    fit_kw = {"seed": seed, "progress": progress, "steps": _steps(model)}
-    history: dict[str, Any] = {}
 
     def fit(name: str, ys: list[int], rows: torch.Tensor, ctx: torch.Tensor) -> None:
         module = prior.factors[name]
@@ -342,59 +245,75 @@ def selection_aware(problem: Problem, *, seed: int = 0, progress: bool = False) 
     # p(x_c): training rows resampled by 1 / (1 - prod_r P(A_r | x_c))
     if shared:
         xc = x[:, shared]
-        k = int(min(_K_MAX, max(_K_MIN, math.isqrt(len(seen)))))
-        log_pi = torch.zeros(len(seen), device=dev)
-        for block in comp.blocks:
-            use = untouched(block)
-            event = torch.ones(len(seen), device=dev)
-            for s in block:
-                event = event * masks[s].float()
-            cand = torch.nonzero(use).squeeze(1)
-            kk = min(k, cand.numel())
-            # in chunks: rows x candidates distances of a large table would not fit in memory
-            step = max(1, _MAX_DISTANCES // max(1, cand.numel()))
-            nb = torch.cat(
-                [
-                    torch.cdist(xc[i : i + step], xc[cand]).topk(kk, largest=False).indices
-                    for i in range(0, len(seen), step)
-                ]
-            )
-            log_pi = log_pi + event[cand][nb].mean(1).clamp_min(1e-12).log()
-        w = 1.0 / (-log_pi.exp()).log1p().exp().clamp_min(1.0 / (2 * k))
-        g = torch.Generator(device=dev).manual_seed(seed)
-        idx = torch.multinomial(w, len(seen), replacement=True, generator=g)
+        idx = _shared_rows(problem, comp, masks, xc, seed)
         fit("shared", shared, idx, xc[idx, :0])
     for r, (block, g_idx) in enumerate(zip(comp.blocks, groups, strict=True)):
         if g_idx:
-            use = torch.nonzero(untouched(block)).squeeze(1)
+            use = torch.nonzero(_untouched(masks, block)).squeeze(1)
             fit(f"block{r}", g_idx, use, x[use][:, shared])
     if rest:
-        every = torch.arange(len(x), device=dev)
+        every = torch.arange(len(x), device=problem.device)
         fit("rest", rest, every, x[:, :0])
     prior.eval()
+    return prior, rest
 
+
+def _shared_rows(
+    problem: Problem, comp: Any, masks: dict[str, torch.Tensor], xc: torch.Tensor, seed: int
+) -> torch.Tensor:
+    r"""The training rows resampled by :math:`1 / (1 - \prod_r P(A_r \mid x_c))`, each
+    :math:`P(A_r \mid x_c)` from the nearest untouched rows: draws of :math:`p(x_c)`.
+    """
+    n, dev = len(xc), problem.device
+    k = int(min(_K_MAX, max(_K_MIN, math.isqrt(n))))
+    log_pi = torch.zeros(n, device=dev)
+    for block in comp.blocks:
+        use = _untouched(masks, block)
+        event = torch.ones(n, device=dev)
+        for s in block:
+            event = event * masks[s].float()
+        cand = torch.nonzero(use).squeeze(1)
+        kk = min(k, cand.numel())
+        # in chunks: rows x candidates distances of a large table would not fit in memory
+        step = max(1, _MAX_DISTANCES // max(1, cand.numel()))
+        nb = torch.cat(
+            [
+                torch.cdist(xc[i : i + step], xc[cand]).topk(kk, largest=False).indices
+                for i in range(0, n, step)
+            ]
+        )
+        log_pi = log_pi + event[cand][nb].mean(1).clamp_min(1e-12).log()
+    w = 1.0 / (-log_pi.exp()).log1p().exp().clamp_min(1.0 / (2 * k))
+    g = torch.Generator(device=dev).manual_seed(seed)
+    return torch.multinomial(w, n, replacement=True, generator=g)
+
+
+def _refit_likelihoods(
+    problem: Problem,
+    comp: Any,
+    masks: dict[str, torch.Tensor],
+    fit_kw: dict[str, Any],
+    history: dict[str, Any],
+) -> dict[str, nn.Module]:
+    """Each target spec's likelihood refit (a copy) on the rows its block's selection never
+    touched.
+    """
+    model, x, seen = problem.model, problem.train_x, problem.model.seen
+    feats = list(model.features)
     likelihoods: dict[str, nn.Module] = {}
     for block in comp.blocks:
-        use = untouched(block)
+        use = _untouched(masks, block)
         for z in block:
             m = copy.deepcopy(model.components[component_key(z)])
             idx = [feats.index(f) for f in model.context_of(z)]
-            zt = model.columns.tensor(seen, [z], device=dev)
+            zt = model.columns.tensor(seen, [z], device=problem.device)
             h = fit_component(
                 m, component_program(m.model, z), (zt[use], x[use][:, idx]), name=z, **fit_kw
             )
             history[z] = {"rows": int(use.sum()), "steps": h.steps}
             m.eval()
             likelihoods[z] = m
-    info = {
-        "shared": sorted(comp.shared),
-        "groups": [sorted(g) for g in comp.groups],
-        "rest": [feats[j] for j in rest],
-        "fits": history,
-    }
-    out = SelectionAware(prior, likelihoods, info)
-    cache[key] = out
-    return out
+    return likelihoods
 
 
 #: the methods whose target the selection-aware pieces correct

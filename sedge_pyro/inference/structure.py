@@ -236,6 +236,9 @@ def learn_structure(
 ) -> StructureResult:
     r"""Learn each specification's feature parents with L1-penalised sigmoid masks (Eq. (5)).
 
+    Long because its docstring documents seventeen parameters; the body is three named steps
+    (:func:`_check_options`, :func:`_fit_mask` per spec, the parents kept).
+
     For each spec :math:`Z_i`, fit a likelihood over all features seen through a mask,
     :math:`p(Z_i \mid x \odot M_i)`, minimising :math:`L_m + \beta \lVert M_i \rVert_1` per
     row with :func:`~sedge_pyro.inference.fit.fit_component`; keep the features with
@@ -289,6 +292,62 @@ def learn_structure(
     >>> list(res.weights.columns)
     ['x1', 'x2', 'x3']
     """
+    features, specs, choices = _check_options(data, features, specs, beta, threshold, likelihood)
+    x_np = np.stack([_standardise(_numeric(data, f, "feature")) for f in features], axis=1)
+    x = torch.as_tensor(x_np, dtype=torch.get_default_dtype())
+
+    weights: dict[str, np.ndarray] = {}
+    parents: dict[str, tuple[str, ...]] = {}
+    kinds: dict[str, str] = {}
+    histories: dict[str, History] = {}
+    forced: list[str] = []
+    targets = {spec: _spec_target(data, spec, choices[spec]) for spec in specs}
+    encoded = {spec: _encode(*targets[spec]) for spec in specs}
+    fit = {
+        "steps": steps,
+        "lr": lr,
+        "batch_size": batch_size,
+        "val_fraction": val_fraction,
+        "progress": progress,
+    }
+    net = {"init": init, "temperature": temperature, "hidden": hidden, "beta": float(beta)}
+    with torch_threads(threads):
+        for i, spec in enumerate(specs):
+            kinds[spec] = targets[spec][0]
+            others = [encoded[s] for s in specs if s != spec] if condition_on_specs else []
+            w, histories[spec] = _fit_mask(x, targets[spec], others, spec, seed + i, net, fit)
+            weights[spec] = w
+            keep = [j for j in range(len(features)) if w[j] > threshold]
+            if not keep:
+                keep = [int(np.argmax(w))]
+                forced.append(spec)
+            parents[spec] = tuple(features[j] for j in keep)
+
+    graph = SpecGraph.from_parents(parents, features=features)
+    table = pd.DataFrame.from_dict(weights, orient="index", columns=features)
+    return StructureResult(
+        graph=graph,
+        weights=table,
+        parents=parents,
+        forced=tuple(forced),
+        likelihoods=kinds,
+        beta=float(beta),
+        threshold=float(threshold),
+        histories=histories,
+    )
+
+
+def _check_options(
+    data: Any,
+    features: Sequence[str],
+    specs: Sequence[str],
+    beta: float,
+    threshold: float,
+    likelihood: str | Mapping[str, str],
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """:func:`learn_structure`'s arguments checked: the features, the specs, and each spec's
+    likelihood choice.
+    """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data: expected a pandas DataFrame, got {type(data).__name__}")
     features, specs = _check_names(features, specs)
@@ -310,69 +369,41 @@ def learn_structure(
             )
     if len(data) < 2:
         raise DataError(f"data has {len(data)} row(s): expected at least 2")
+    return features, specs, choices
 
-    x_np = np.stack([_standardise(_numeric(data, f, "feature")) for f in features], axis=1)
-    x = torch.as_tensor(x_np, dtype=torch.get_default_dtype())
-    d = len(features)
 
-    weights: dict[str, np.ndarray] = {}
-    parents: dict[str, tuple[str, ...]] = {}
-    kinds: dict[str, str] = {}
-    histories: dict[str, History] = {}
-    forced: list[str] = []
-    targets = {spec: _spec_target(data, spec, choices[spec]) for spec in specs}
-    encoded = {spec: _encode(*targets[spec]) for spec in specs}
-    with torch_threads(threads):
-        for i, spec in enumerate(specs):
-            kind, target, k = targets[spec]
-            kinds[spec] = kind
-            y = torch.as_tensor(target, dtype=x.dtype).unsqueeze(-1)
-            others = [encoded[s] for s in specs if s != spec] if condition_on_specs else []
-            other = torch.as_tensor(
-                np.concatenate(others, axis=1) if others else np.zeros((len(data), 0)),
-                dtype=x.dtype,
-            )
-            torch.manual_seed(seed + i)
-            module = _MaskedLikelihood(
-                SigmoidMask(d, init=init, temperature=temperature),
-                _density(kind, d + other.shape[1], k, hidden),
-            )
-
-            def fn(*t: torch.Tensor, n_total: int | None = None, _m=module, _s=spec) -> None:
-                _m.model(*t, name=_s, beta=float(beta), n_total=n_total)
-
-            histories[spec] = fit_component(
-                module,
-                fn,
-                (y, x, other),
-                name=f"mask {spec}",
-                steps=steps,
-                lr=lr,
-                batch_size=batch_size,
-                val_fraction=val_fraction,
-                seed=seed + i,
-                progress=progress,
-            )
-            w = module.mask.weights.detach().cpu().numpy().astype(np.float64)
-            weights[spec] = w
-            keep = [j for j in range(d) if w[j] > threshold]
-            if not keep:
-                keep = [int(np.argmax(w))]
-                forced.append(spec)
-            parents[spec] = tuple(features[j] for j in keep)
-
-    graph = SpecGraph.from_parents(parents, features=features)
-    table = pd.DataFrame.from_dict(weights, orient="index", columns=features)
-    return StructureResult(
-        graph=graph,
-        weights=table,
-        parents=parents,
-        forced=tuple(forced),
-        likelihoods=kinds,
-        beta=float(beta),
-        threshold=float(threshold),
-        histories=histories,
+def _fit_mask(
+    x: torch.Tensor,
+    target: tuple[str, np.ndarray, int],
+    others: list[np.ndarray],
+    spec: str,
+    seed: int,
+    net: Mapping[str, Any],
+    fit: Mapping[str, Any],
+) -> tuple[np.ndarray, History]:
+    """One spec's masked likelihood (Eq. (5)) fit with seed ``seed``: its mask weights and
+    the fit's history. ``target`` is the spec's ``(kind, values, classes)``, ``others`` the
+    other specs' encoded columns it is conditioned on.
+    """
+    kind, values, k = target
+    d = x.shape[1]
+    y = torch.as_tensor(values, dtype=x.dtype).unsqueeze(-1)
+    other = torch.as_tensor(
+        np.concatenate(others, axis=1) if others else np.zeros((len(x), 0)),
+        dtype=x.dtype,
     )
+    torch.manual_seed(seed)
+    module = _MaskedLikelihood(
+        SigmoidMask(d, init=net["init"], temperature=net["temperature"]),
+        _density(kind, d + other.shape[1], k, net["hidden"]),
+    )
+    beta = net["beta"]
+
+    def fn(*t: torch.Tensor, n_total: int | None = None, _m=module, _s=spec) -> None:
+        _m.model(*t, name=_s, beta=beta, n_total=n_total)
+
+    history = fit_component(module, fn, (y, x, other), name=f"mask {spec}", seed=seed, **fit)
+    return module.mask.weights.detach().cpu().numpy().astype(np.float64), history
 
 
 def learn_parents(

@@ -6,7 +6,8 @@ import pytest
 
 import sedge_pyro as sp
 from sedge_pyro.cli import main
-from sedge_pyro.inference.backtest import Cell, _choose_cells
+from sedge_pyro.inference.backtest import Cell
+from sedge_pyro.inference.backtest_cells import _choose_cells
 
 TARGET = {"z1": sp.Interval(high=0.8), "z2": sp.Interval(low=1.0)}
 

@@ -4,8 +4,8 @@ import math
 
 import torch
 
+from sedge_pyro.inference.block_prior import BlockPrior
 from sedge_pyro.inference.fit import fit_component
-from sedge_pyro.inference.selection import BlockPrior
 from sedge_pyro.models.sedge import component_program as _fn
 
 # normalised units: a uniform feature of unit variance spans +-sqrt(3)
