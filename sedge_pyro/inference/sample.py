@@ -44,10 +44,11 @@ import torch
 
 from sedge_pyro.errors import OptionError, SedgeError
 from sedge_pyro.inference.direct import sample_direct
+from sedge_pyro.inference.dps import sample_dps
 from sedge_pyro.inference.draws import Draws, check_finite
-from sedge_pyro.inference.guided import sample_dps, sample_opt
 from sedge_pyro.inference.langevin import sample_langevin
 from sedge_pyro.inference.nuts import sample_nuts
+from sedge_pyro.inference.opt import sample_opt
 from sedge_pyro.inference.plan import sample_plan
 from sedge_pyro.inference.samples import Samples
 from sedge_pyro.inference.selection import CORRECTED, corrected, diffusion_surrogate

@@ -71,8 +71,8 @@ import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError, SamplingError
+from sedge_pyro.inference.dps import reverse_steps
 from sedge_pyro.inference.draws import Draws, check_finite
-from sedge_pyro.inference.guided import _schedule
 from sedge_pyro.inference.langevin import MAX_WALKERS, refine_moves, refine_walk
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.models.priors import DiffusionPrior
@@ -363,7 +363,7 @@ def sample_smc(
     threshold = fraction("ess_threshold", ess_threshold)
     cap = number("max_shift", max_shift)
     smooth = whole("smooth", smooth, 0)
-    schedule = _schedule(prior.T, steps)
+    schedule = reverse_steps(prior.T, steps)
     temper = number("temper", temper, positive=False)
     refine = refine_moves(problem, whole("refine", refine, 0, none_ok=True), _REFINE)
     state = init(problem, int(chains), K, generator, smooth=smooth, temper=temper)
