@@ -73,7 +73,8 @@ from tqdm.auto import tqdm
 from sedge_pyro.errors import OptionError, SamplingError
 from sedge_pyro.inference.dps import reverse_steps
 from sedge_pyro.inference.draws import Draws, check_finite
-from sedge_pyro.inference.langevin import MAX_WALKERS, refine_moves, refine_walk
+from sedge_pyro.inference.mala import MAX_WALKERS
+from sedge_pyro.inference.refine import refine_moves, refine_walk
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.models.priors import DiffusionPrior
 from sedge_pyro.options import fraction, number, whole
