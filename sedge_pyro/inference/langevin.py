@@ -7,12 +7,8 @@ Algorithm 1 ascends :math:`\ell` from training rows and finds modes; this sample
 prior and noise so that the draws follow :math:`\pi` itself. Three kinds:
 
 * ``"mala"`` -- the Metropolis-adjusted Langevin algorithm (Roberts and Tweedie 1996) with a
-  diagonal preconditioner :math:`M`: the proposal :math:`x' = x + \tfrac h2 M \nabla \log
-  \pi(x) + \sqrt h\, M^{1/2} \xi` is accepted with probability
-  :math:`\min\{1, \pi(x') q(x \mid x') / \pi(x) q(x' \mid x)\}`, the proposal densities using
-  the gradient at both ends, so :math:`\pi` is invariant exactly;
-* ``"ula"`` -- the same move always accepted (unadjusted Langevin): cheaper to reason about,
-  biased by :math:`O(h)`;
+  diagonal preconditioner, :math:`\pi` invariant exactly (:mod:`~sedge_pyro.inference.mala`);
+* ``"ula"`` -- the same move always accepted (unadjusted Langevin), biased by :math:`O(h)`;
 * ``"annealed"`` -- annealed Langevin dynamics (Song and Ermon 2019, Algorithm 1) with the
   scores of a :class:`~sedge_pyro.models.DiffusionPrior` plus :math:`\nabla \ell`, for
   priors that have no density (:mod:`~sedge_pyro.inference.annealed`).

@@ -1,10 +1,12 @@
 r"""``sample``: one entry point over the samplers, returning :class:`Samples`.
 
 Every sampler is a function ``fn(problem, n, *, chains, generator, progress, **options) ->
-Draws`` in normalised units; this module compiles the target, seeds, runs the sampler, checks
-the draws are finite, converts them to raw units, records the settings and the draws' verdict
-(:mod:`~sedge_pyro.inference.verdict`: ``info["diagnostics"]`` and ``info["warnings"]``, see
-:meth:`Samples.diagnose`). The methods:
+Draws`` in normalised units, a thin loop over its module's :class:`~sedge_pyro.inference.draws.
+Kernel` (one file per sampler: ``plan``, ``opt``, ``dps``, ``smc``, ``langevin`` with ``mala``
+and ``annealed``, ``vi``, ``nuts``, ``direct``); this module compiles the target, seeds, runs
+the sampler, checks the draws are finite, converts them to raw units, records the settings and
+the draws' verdict (:mod:`~sedge_pyro.inference.verdict`: ``info["diagnostics"]`` and
+``info["warnings"]``, see :meth:`Samples.diagnose`). The methods:
 
 ============  ===========================================================================
 ``plan``      follows :func:`~sedge_pyro.identify`'s factorization term by term (exact when
