@@ -24,6 +24,7 @@ from sedge_pyro.errors import SedgeError
 from sedge_pyro.inference.backtest import Backtest, run_backtest, sample_auto
 from sedge_pyro.inference.fit import fit_component, split
 from sedge_pyro.inference.sample import sample as run_sampler
+from sedge_pyro.inference.sample import shares_parameters
 from sedge_pyro.inference.target import Target
 from sedge_pyro.models import likelihoods as L
 from sedge_pyro.models import priors as P
@@ -304,6 +305,7 @@ class SEDGEModel(SEDGEProgram):
 
     # ------------------------------------------------------------------ sampling
 
+    @shares_parameters
     def sample(
         self,
         target: Mapping[str, Any],
@@ -320,31 +322,11 @@ class SEDGEModel(SEDGEProgram):
     ) -> Any:
         """Draw features ``X`` for a target ``Z_T = z`` the training rows may never show.
 
-        :param target: specification -> value (a number or category) or
-            :class:`~sedge_pyro.Interval`, on any subset of the specs.
-        :param n: draws per chain.
-        :param method: ``"plan"`` (default for models A/B: follows :func:`~sedge_pyro.identify`'s
-            factorization), ``"opt"`` (Algorithm 1), ``"dps"`` (Algorithm 2), ``"langevin"``,
-            ``"svi"``, ``"nuts"``, ``"direct"`` (models D/E), or ``"auto"``: the method
-            :func:`~sedge_pyro.backtest` finds best on the model's own training rows (rare
-            seen combinations like the target, held out; one fit per held-out cell, so
-            minutes), or on ``backtest=`` a result you ran; an unreliable backtest adds a
-            warning, and ``info["auto"]`` records the choice; see
-            :mod:`sedge_pyro.inference.sample`.
-        :param chains: independent chains (ArviZ's ``chain`` dimension).
-        :param seed: seeds the draws.
-        :param device: where to sample (default: the model's device).
-        :param tolerance: for point targets on continuous specs, how close a training value
-            must be to count as the target (as in :func:`~sedge_pyro.identify`).
-        :param progress: show a progress bar.
+        {parameters}
         :param threads: torch's CPU threads while sampling, restored afterwards (``None``:
-            :func:`~sedge_pyro.options.default_threads`).
-        :param options: the method's own options (e.g. ``steps``, ``step_size``).
-        :returns: :class:`~sedge_pyro.inference.Samples`, shape ``(chains, n)`` per feature.
-        :raises TargetError: for an unknown spec, a value outside a categorical's levels, an
-            interval holding no value, or a value never seen alone (Assumption 1).
-        :raises SamplingError: when the sampler diverges (names the method and step).
-        :raises OptionError: for a ``threads`` that is not a whole number >= 1.
+            :func:`~sedge_pyro.options.default_threads`); an :class:`~sedge_pyro.OptionError`
+            for a ``threads`` that is not a whole number >= 1.
+        {returns}
 
         >>> import sedge_pyro as sp
         >>> seen, oracle, graph = sp.datasets.paper_synthetic(1000, seed=0)

@@ -16,6 +16,10 @@ generator, and is seeded from an integer drawn from the same generator, inside
 :func:`torch.random.fork_rng`, so a run is reproducible and the user's global torch RNG is
 left as it was.
 
+NUTS does not take the ``init`` / ``step`` shape of the other samplers: each chain is Pyro's
+own :class:`~pyro.infer.MCMC` loop (set-up, warmup adaptation, hooks, clean-up), which stepping
+:meth:`NUTS.sample <pyro.infer.mcmc.NUTS.sample>` by hand would re-implement.
+
 References:
 * Hoffman and Gelman, The No-U-Turn sampler, JMLR 2014.
 * Bingham et al., Pyro: deep universal probabilistic programming, JMLR 2019.
@@ -76,56 +80,26 @@ def sample_nuts(
     _check_options(warmup, target_accept, max_tree_depth, step_size)
     flag("bounded", bounded)
     problem.log_prior(problem.train_x[:1])  # OptionError for a prior without a density
-    dev, d = problem.device, problem.dim
+    dev = problem.device
     points = problem.start_points(chains, generator)
     seeds = torch.randint(2**31 - 1, (chains,), generator=generator, device=generator.device)
 
-    def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
-        if bounded:
-            return -problem.log_density_box(params[_SITE])
-        return -problem.log_density(params[_SITE])
-
-    def start(c: int) -> torch.Tensor:
-        x = points[c].detach().clone().to(dev)
-        return problem.to_box(x) if bounded else x
-
-    xs, accept, diverging, divergences, rates, sizes, warm = [], [], [], [], [], [], []
-    for c in range(chains):
-        devices = [dev] if dev.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(seeds[c]))
-            if dev.type == "cuda":
-                torch.cuda.manual_seed(int(seeds[c]))
-            kernel = NUTS(
-                potential_fn=potential,
-                step_size=1.0 if step_size is None else float(step_size),
-                adapt_step_size=warmup > 0,
-                adapt_mass_matrix=warmup > 0,
-                target_accept_prob=float(target_accept),
-                max_tree_depth=int(max_tree_depth),
-            )
-            record = _Recorder(n)
-            mcmc = MCMC(
-                kernel,
-                num_samples=n,
-                warmup_steps=warmup,
-                initial_params={_SITE: start(c)},
-                num_chains=1,
-                disable_progbar=not progress,
-                hook_fn=record,
-            )
-            mcmc.run()
-        x = mcmc.get_samples()[_SITE].reshape(n, d)
-        if bounded:
-            x = problem.from_box(x)
-        check_finite(x, "nuts", f"chain {c}")
-        xs.append(x)
-        accept.append(record.accept_prob)
-        diverging.append(record.diverging)
-        divergences.append(int(record.diverging.sum()))
-        rates.append(float(record.accept_prob.mean()))
-        sizes.append(float(kernel.step_size))
-        warm.append(record.warmup_seconds)
+    settings = {
+        "warmup": warmup,
+        "target_accept": target_accept,
+        "max_tree_depth": max_tree_depth,
+        "step_size": step_size,
+        "bounded": bounded,
+        "progress": progress,
+    }
+    runs = [_chain(problem, points[c], int(seeds[c]), n, c, **settings) for c in range(chains)]
+    xs = [r[0] for r in runs]
+    accept = [r[1].accept_prob for r in runs]
+    diverging = [r[1].diverging for r in runs]
+    divergences = [int(r[1].diverging.sum()) for r in runs]
+    rates = [float(r[1].accept_prob.mean()) for r in runs]
+    sizes = [r[2] for r in runs]
+    warm = [r[1].warmup_seconds for r in runs]
     x = torch.stack(xs).to(dev)
     with torch.no_grad():
         lp = problem.log_density(x)
@@ -144,6 +118,62 @@ def sample_nuts(
         "bounded": bool(bounded),
     }
     return Draws(x, stats, info)
+
+
+def _chain(
+    problem: Problem,
+    point: torch.Tensor,
+    seed: int,
+    n: int,
+    c: int,
+    *,
+    warmup: int,
+    target_accept: float,
+    max_tree_depth: int,
+    step_size: float | None,
+    bounded: bool,
+    progress: bool,
+) -> tuple[torch.Tensor, _Recorder, float]:
+    """Chain ``c``: Pyro's NUTS from ``point`` (features) under a torch RNG forked and seeded
+    with ``seed``; returns its ``n`` draws (features), its recorder and its final step size.
+    """
+    dev, d = problem.device, problem.dim
+
+    def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
+        if bounded:
+            return -problem.log_density_box(params[_SITE])
+        return -problem.log_density(params[_SITE])
+
+    x0 = point.detach().clone().to(dev)
+    devices = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        if dev.type == "cuda":
+            torch.cuda.manual_seed(seed)
+        kernel = NUTS(
+            potential_fn=potential,
+            step_size=1.0 if step_size is None else float(step_size),
+            adapt_step_size=warmup > 0,
+            adapt_mass_matrix=warmup > 0,
+            target_accept_prob=float(target_accept),
+            max_tree_depth=int(max_tree_depth),
+        )
+        record = _Recorder(n)
+        mcmc = MCMC(
+            kernel,
+            num_samples=n,
+            warmup_steps=warmup,
+            initial_params={_SITE: problem.to_box(x0) if bounded else x0},
+            num_chains=1,
+            disable_progbar=not progress,
+            hook_fn=record,
+        )
+        mcmc.run()
+    x = mcmc.get_samples()[_SITE].reshape(n, d)
+    if bounded:
+        x = problem.from_box(x)
+    check_finite(x, "nuts", f"chain {c}")
+    return x, record, float(kernel.step_size)
 
 
 class _Recorder:

@@ -42,40 +42,65 @@ there, by the same neighbours or groups as the rarity form. The rarity form stay
 targets on continuous specs (events of probability zero), for training rows that do meet the
 target (the selection was something else) and for targets spanning several components.
 
-References: Thms 1-3, Prop. 4 and Eq. (3) of the SEDGE paper; Rubin (1988) for SIR.
+
+``plan`` does not move a state: :func:`kernel`'s ``init`` compiles the plan (the
+identification and the training rows' weights) and its ``step`` draws one batch.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from sedge_pyro.assumptions import Coverage
 from sedge_pyro.errors import OptionError, SamplingError
-from sedge_pyro.expr import Term
 from sedge_pyro.identify import Identification, identify
-from sedge_pyro.inference.draws import Draws, check_finite
+from sedge_pyro.inference.draws import Draws, Kernel, check_finite
 from sedge_pyro.inference.langevin import sample_langevin
+from sedge_pyro.inference.plan_terms import CompiledPlan
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.options import number, whole
 
-__all__ = ["SELECTIONS", "sample_plan"]
+__all__ = ["SELECTIONS", "PlanInfo", "PlanState", "kernel", "sample_plan"]
 
 #: the choices of ``sample_plan``'s ``selection`` option
 SELECTIONS = ("auto", "odds", "rarity")
 
-#: conditioning values count as discrete when there is at most one distinct value per this
-#: many training rows
-_ROWS_PER_VALUE = 5
-#: the odds are unreliable where 1 - Pi is under this many over k (a few neighbour misses) ...
-_ODDS_RESOLUTION = 3.0
-#: ... and a component falls back to the rarity form when that holds this share of the weight
+#: a component falls back to the rarity form when the odds' unreliable share exceeds this
 _UNRELIABLE_SHARE = 0.1
-#: bound on particle-by-row distances held at once
-_MAX_DISTANCES = 1 << 22
+
+
+class PlanState(NamedTuple):
+    """The compiled plan and its last batch of draws.
+
+    :param plan: the training rows, their per-event weights and the terms' operations.
+    :param res: the identification whose factorization the plan follows.
+    :param rows: per draw and feature, the training row its value copies (-1: none yet),
+        shape ``(draws, d)``.
+    :param log_w: per draw, its importance weight before resampling (0 when none),
+        ``(draws,)``.
+    :param fixed: the shared features drawn by MCMC instead, feature -> normalised values
+        ``(draws,)`` (not training rows).
+    """
+
+    plan: CompiledPlan
+    res: Identification
+    rows: torch.Tensor
+    log_w: torch.Tensor
+    fixed: dict[str, torch.Tensor]
+
+
+class PlanInfo(NamedTuple):
+    """One batch's diagnostics.
+
+    :param ess: per component, the smallest effective sample size of its resampling.
+    :param ess_fraction: per component, that ESS over the particles.
+    """
+
+    ess: list[float]
+    ess_fraction: list[float]
 
 
 def sample_plan(
@@ -138,54 +163,111 @@ def sample_plan(
     min_ess = number("min_ess", min_ess, positive=False, finite=False)
     if selection not in SELECTIONS:
         raise OptionError(f"selection={selection!r}: expected one of {', '.join(SELECTIONS)}")
+    options = {"oversample": oversample, "k": k, "min_ess": min_ess, "selection": selection}
+    plan = kernel(problem, n, chains, **options)
+    state, info = plan.step(plan.init(generator), generator)
+    return _plan_draws(problem, state, info, chains, n)
+
+
+def kernel(
+    problem: Problem,
+    n: int,
+    chains: int,
+    *,
+    oversample: int,
+    k: int | None,
+    min_ess: float,
+    selection: str,
+) -> Kernel:
+    """``plan`` as a :class:`~sedge_pyro.inference.draws.Kernel`: ``init`` identifies the
+    target and compiles the plan (no randomness; the plan draws with the generator it is
+    given); ``step`` draws a batch of ``chains x n`` (see :func:`sample_plan` for the options).
+    """
     model, target = problem.model, problem.target
-    res = identify(model.graph, target.target, problem.model.seen, tolerance=target.tolerance)
-    plan = _Plan(problem, res, k, generator, selection)
     total = chains * n
-    rows = torch.full((total, problem.dim), -1, dtype=torch.long, device=problem.device)
-    log_w = torch.zeros(total, device=problem.device)
-    ess: list[float] = []
-    fractions: list[float] = []
-    # shared features drawn by MCMC: feature -> normalised values (not training rows)
-    fixed: dict[str, torch.Tensor] = {}
-    posterior: torch.Tensor | None = None
-    for comp, comp_terms in zip(res.components, plan.by_component(), strict=True):
-        plan.unreliable = 0.0
-        feats, lw, comp_ess, frac = plan.run(comp_terms, total, oversample)
-        thin = plan.unreliable > _UNRELIABLE_SHARE
-        if selection == "auto" and plan.selection == "odds" and (comp_ess < min_ess or thin):
-            # the odds rest on few rows where prod_r P(A_r | X_c) is near 1 (positivity in X_c
-            # nearly fails): the rarity form's bias beats that variance when its ESS is fine
-            plan.selection = "rarity"
-            rarity = plan.run(comp_terms, total, oversample)
-            if rarity[2] >= min_ess:
-                why = (
-                    f"{plan.unreliable:.0%} of the odds' weight sat where 1 - prod_r P(A_r | "
-                    "X_c) rests on a few neighbours' misses"
-                    if thin
-                    else f"the odds' importance resampling rested on an effective "
-                    f"{comp_ess:.0f} rows (under min_ess={min_ess:g})"
-                )
-                feats, lw, comp_ess, frac = rarity
-                plan.selection_reason = (
-                    f"{why}: the rarity form of Eq. (3) was used, biased as far as the "
-                    "held-out combination is not rare"
-                )
-            else:
-                plan.selection = "odds"
-        if comp_ess < min_ess and plan.can_use_mcmc(comp):
-            if posterior is None:
-                posterior = _posterior_draws(problem, n, chains, generator)
-            xc = {f: posterior[:, model.features.index(f)] for f in sorted(comp.shared)}
-            feats = plan.run_given(comp_terms, total, xc)
-            lw = torch.zeros(total, device=problem.device)
-            fixed.update(xc)
-        for f, r in feats.items():
-            if f not in fixed:
-                rows[:, model.features.index(f)] = r
-        log_w += lw.to(log_w.device)
-        ess.append(comp_ess)
-        fractions.append(frac)
+
+    def init(generator: torch.Generator) -> PlanState:
+        res = identify(model.graph, target.target, model.seen, tolerance=target.tolerance)
+        plan = CompiledPlan(problem, res, k, generator, selection)
+        rows = torch.full((total, problem.dim), -1, dtype=torch.long, device=problem.device)
+        return PlanState(plan, res, rows, torch.zeros(total, device=problem.device), {})
+
+    def step(state: PlanState, generator: torch.Generator) -> tuple[PlanState, PlanInfo]:
+        plan, res = state.plan, state.res
+        plan.g = generator
+        rows = torch.full((total, problem.dim), -1, dtype=torch.long, device=problem.device)
+        log_w = torch.zeros(total, device=problem.device)
+        ess: list[float] = []
+        fractions: list[float] = []
+        # shared features drawn by MCMC: feature -> normalised values (not training rows)
+        fixed: dict[str, torch.Tensor] = {}
+        posterior: torch.Tensor | None = None
+        for comp, comp_terms in zip(res.components, plan.by_component(), strict=True):
+            feats, lw, comp_ess, frac = _component(
+                plan, comp_terms, total, oversample, selection, min_ess
+            )
+            if comp_ess < min_ess and plan.can_use_mcmc(comp):
+                if posterior is None:
+                    posterior = _posterior_draws(problem, n, chains, generator)
+                xc = {f: posterior[:, model.features.index(f)] for f in sorted(comp.shared)}
+                feats = plan.run_given(comp_terms, total, xc)
+                lw = torch.zeros(total, device=problem.device)
+                fixed.update(xc)
+            for f, r in feats.items():
+                if f not in fixed:
+                    rows[:, model.features.index(f)] = r
+            log_w += lw.to(log_w.device)
+            ess.append(comp_ess)
+            fractions.append(frac)
+        return PlanState(plan, res, rows, log_w, fixed), PlanInfo(ess, fractions)
+
+    return Kernel(init, step)
+
+
+def _component(
+    plan: CompiledPlan,
+    terms: list[Any],
+    total: int,
+    oversample: int,
+    selection: str,
+    min_ess: float,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, float, float]:
+    """Run one component's terms (:meth:`CompiledPlan.run`); with ``selection="auto"``, fall
+    back to the rarity form where the odds are ill-conditioned and its resampling is sound.
+    """
+    plan.unreliable = 0.0
+    feats, lw, comp_ess, frac = plan.run(terms, total, oversample)
+    thin = plan.unreliable > _UNRELIABLE_SHARE
+    if selection == "auto" and plan.selection == "odds" and (comp_ess < min_ess or thin):
+        # the odds rest on few rows where prod_r P(A_r | X_c) is near 1 (positivity in X_c
+        # nearly fails): the rarity form's bias beats that variance when its ESS is fine
+        plan.selection = "rarity"
+        rarity = plan.run(terms, total, oversample)
+        if rarity[2] >= min_ess:
+            why = (
+                f"{plan.unreliable:.0%} of the odds' weight sat where 1 - prod_r P(A_r | "
+                "X_c) rests on a few neighbours' misses"
+                if thin
+                else f"the odds' importance resampling rested on an effective "
+                f"{comp_ess:.0f} rows (under min_ess={min_ess:g})"
+            )
+            feats, lw, comp_ess, frac = rarity
+            plan.selection_reason = (
+                f"{why}: the rarity form of Eq. (3) was used, biased as far as the "
+                "held-out combination is not rare"
+            )
+        else:
+            plan.selection = "odds"
+    return feats, lw, comp_ess, frac
+
+
+def _plan_draws(problem: Problem, state: PlanState, info: PlanInfo, chains: int, n: int) -> Draws:
+    """A batch as :class:`Draws`: the training values the rows copy (raw, exactly, and
+    normalised) with the MCMC-drawn shared features in their place, and the info.
+
+    :raises SamplingError: when some feature was drawn by no term.
+    """
+    model, plan, rows, fixed = problem.model, state.plan, state.rows, state.fixed
     missing = [
         f for j, f in enumerate(model.features) if f not in fixed and bool((rows[:, j] < 0).any())
     ]
@@ -203,11 +285,11 @@ def sample_plan(
         x[:, j] = v
         raw[:, j] = model.columns[f].decode(v.detach().cpu().numpy())
     check_finite(x, "plan", "end")
-    info: dict[str, Any] = {
-        "status": res.status.name,
-        "factorization": str(res.factorization),
-        "ess": min(ess, default=math.inf),
-        "ess_fraction": min(fractions) if fractions else 1.0,
+    out: dict[str, Any] = {
+        "status": state.res.status.name,
+        "factorization": str(state.res.factorization),
+        "ess": min(info.ess, default=math.inf),
+        "ess_fraction": min(info.ess_fraction) if info.ess_fraction else 1.0,
         "k": plan.k,
         "mcmc": sorted(fixed),
         "distinct": int(np.unique(raw, axis=0).shape[0]),
@@ -217,8 +299,8 @@ def sample_plan(
     }
     return Draws(
         x.reshape(chains, n, problem.dim),
-        {"log_weight": log_w.reshape(chains, n)},
-        info,
+        {"log_weight": state.log_w.reshape(chains, n)},
+        out,
         raw.reshape(chains, n, problem.dim),
     )
 
@@ -231,406 +313,3 @@ def _posterior_draws(
     """
     draws = sample_langevin(problem, n, chains=chains, generator=generator, progress=False)
     return draws.x.reshape(chains * n, problem.dim)
-
-
-class _Plan:
-    """The training rows, their per-event weights, and the operations of the terms."""
-
-    def __init__(
-        self,
-        problem: Problem,
-        res: Identification,
-        k: int | None,
-        generator: torch.Generator,
-        selection: str = "rarity",
-    ) -> None:
-        self.problem = problem
-        self.model = problem.model
-        self.res = res
-        self.g = generator
-        self.device = problem.device
-        self.X = problem.train_x
-        self.n_rows = self.X.shape[0]
-        self.k = int(k) if k is not None else int(min(200, max(10, math.isqrt(self.n_rows))))
-        seen = self.model.seen
-        assert seen is not None and res.factorization is not None
-        cov = Coverage(seen, problem.target.target, problem.target.tolerance)
-        self.weights: dict[str, torch.Tensor] = {}
-        for e in problem.target.events:
-            if e.density:
-                if self.model.structure not in ("sparse", "dense"):
-                    raise OptionError(
-                        f"method 'plan' weighs a point target on continuous {e.spec!r} by its "
-                        f"fitted likelihood; structure {self.model.structure!r} has none: give "
-                        "an interval instead"
-                    )
-                lik = self.model.likelihood(e.spec)
-                y = torch.full((self.n_rows, 1), e.low, device=self.device)
-                with torch.no_grad():
-                    lp = lik.log_prob(y, self.X[:, list(e.context)])
-                # densities enter only as relative weights: scale them to at most 1
-                self.weights[e.spec] = (lp - lp.max()).exp()
-            else:
-                mask = cov.masks[e.spec]
-                self.weights[e.spec] = torch.as_tensor(mask, dtype=torch.float32).to(self.device)
-        self._groups: dict[tuple[int, ...], tuple[torch.Tensor, int] | None] = {}
-        self.selection, self.selection_reason = self._selection(selection)
-        self.unreliable = 0.0
-
-    def _selection(self, choice: str) -> tuple[str, str]:
-        """Which estimate of the weight terms applies (see ``sample_plan``), and why."""
-        events = self.problem.target.events
-        conservative = [c for c in self.res.components if len(c.blocks) > 1]
-        if not conservative:
-            return "none", "no conservative component: the factorization has no weight term"
-        if choice == "rarity":
-            return "rarity", "asked for"
-        why = ""
-        if any(e.density for e in events):
-            why = "a point target on a continuous spec is an event of probability zero"
-        elif bool((self._row_weight([e.spec for e in events]) > 0).any()):
-            why = (
-                "training rows meet the whole target, so the selection did not remove "
-                "exactly the target combination"
-            )
-        elif len(self.res.components) > 1 and any(
-            c.specs and c not in conservative for c in self.res.components
-        ):
-            why = "the target spans several components"
-        if why:
-            if choice == "odds":
-                raise OptionError(f"selection='odds' does not apply to this target: {why}")
-            return "rarity", why
-        return "odds", (
-            "no training row meets the whole target: the selection removed the target "
-            "combination, whose odds correct the weight terms exactly (no rarity needed)"
-        )
-
-    # ------------------------------------------------------------------ structure
-
-    def by_component(self) -> list[list[Term]]:
-        """The factorization's terms, grouped by the component they belong to, in order."""
-        assert self.res.factorization is not None
-        terms = [f.term for f in self.res.factorization.factors]
-        out = []
-        for comp in self.res.components:
-            names = comp.features | comp.specs
-            out.append([t for t in terms if {v.name for v in t.lhs + t.rhs} <= names])
-        covered = sum(len(t) for t in out)
-        if covered != len(terms):
-            raise SamplingError("method 'plan' could not assign every term to a component")
-        return out
-
-    def _values(self, names: list[str], values: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The particles' normalised values of ``names``, shape ``(particles, len(names))``
-        (a particle holds, per feature, the training row it was drawn from).
-        """
-        idx = self._idx(names)
-        cols = [
-            values[f] if values[f].is_floating_point() else self.X[values[f], j]
-            for f, j in zip(names, idx, strict=True)
-        ]
-        return torch.stack(cols, 1)
-
-    def _idx(self, names: list[str]) -> list[int]:
-        return [self.model.features.index(f) for f in names]
-
-    def _row_weight(self, events: list[str]) -> torch.Tensor:
-        w = torch.ones(self.n_rows, device=self.device)
-        for e in events:
-            w = w * self.weights[e]
-        return w
-
-    # ------------------------------------------------------------------ one component
-
-    def run(
-        self, terms: list[Term], n_out: int, oversample: int
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, float, float]:
-        """Run a component's terms; returns its features' values, the log-weights the kept
-        particles had when resampled, the smallest ESS and ESS / particles.
-        """
-        weighted = any(not _free(t.lhs) and _free(t.rhs) for t in terms)
-        n_part = n_out * oversample if weighted else n_out
-        values: dict[str, torch.Tensor] = {}
-        log_w = torch.zeros(n_part, device=self.device)
-        # odds: the summed log P(A_r | X_c) of the weight terms, turned into odds at resampling
-        log_pi = torch.zeros(n_part, device=self.device)
-        kept = torch.zeros(n_part, device=self.device)
-        pending = False
-        ess, frac = math.inf, 1.0
-        for term in terms:
-            lhs_free = _free(term.lhs)
-            lhs_events = [v.name for v in term.lhs if v.value is not None]
-            rhs_free = _free(term.rhs)
-            rhs_events = [v.name for v in term.rhs if v.value is not None]
-            if lhs_events and rhs_free:
-                if self.selection == "odds":
-                    log_pi = log_pi + self._log_event_prob(lhs_events, rhs_free, values, True)
-                else:
-                    log_w = log_w + self._log_event_prob(lhs_events, rhs_free, values)
-                pending = True
-            # an event term with nothing free to condition on is a constant factor
-            if lhs_free:
-                if pending and rhs_free:
-                    log_w = log_w + self._log_odds(log_pi)
-                    self._note_unreliable(log_w, log_pi)
-                    values, kept, e, f = self._resample(values, log_w, kept, n_out)
-                    ess, frac = min(ess, e), min(frac, f)
-                    log_w = torch.zeros(n_out, device=self.device)
-                    log_pi = torch.zeros(n_out, device=self.device)
-                    pending = False
-                events = rhs_events + lhs_events
-                rows, e = self._draw_rows(lhs_free, rhs_free, events, values, log_w.shape[0])
-                ess = min(ess, e)
-                for f_name in lhs_free:
-                    values[f_name] = rows
-        if pending or log_w.shape[0] != n_out:
-            if pending:
-                log_w = log_w + self._log_odds(log_pi)
-                self._note_unreliable(log_w, log_pi)
-            values, kept, e, f = self._resample(values, log_w, kept, n_out)
-            ess, frac = min(ess, e), min(frac, f)
-        return values, kept, ess, frac
-
-    def can_use_mcmc(self, comp: Any) -> bool:
-        """Whether a component's shared features can be drawn by MCMC instead: it has some,
-        they are continuous (not grouped as discrete values), and the prior has a density.
-        """
-        if not comp.shared or not self.problem.prior.has_log_prob:
-            return False
-        return self._groups_of(sorted(comp.shared)) is None
-
-    def run_given(
-        self, terms: list[Term], n_out: int, xc: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        r"""Run a component's draw terms with its shared features ``xc`` already drawn
-        (normalised values): each term :math:`p_D(F, X_c \mid C, Z_E)` becomes
-        :math:`p_D(F \mid X_c, C, Z_E)`; weight terms are already in ``xc``'s draws.
-        """
-        values: dict[str, torch.Tensor] = dict(xc)
-        for term in terms:
-            lhs = [f for f in _free(term.lhs) if f not in xc]
-            if not lhs:
-                continue
-            cond = list(dict.fromkeys(_free(term.rhs) + [f for f in _free(term.lhs) if f in xc]))
-            events = [v.name for v in term.rhs + term.lhs if v.value is not None]
-            rows, _ = self._draw_rows(lhs, cond, events, values, n_out)
-            for f in lhs:
-                values[f] = rows
-        return {f: v for f, v in values.items() if f not in xc}
-
-    def _resample(
-        self,
-        values: dict[str, torch.Tensor],
-        log_w: torch.Tensor,
-        kept: torch.Tensor,
-        n_out: int,
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, float, float]:
-        """Sampling-importance-resampling of the particles down to ``n_out``."""
-        if not bool(torch.isfinite(log_w).any()):
-            raise SamplingError(
-                "method 'plan': every particle has weight 0: no training row supports the "
-                "target's blocks together (the overlap assumption fails for this target)"
-            )
-        w = (log_w - log_w.max()).exp()
-        ess = self._distinct_ess(values, w)
-        idx = torch.multinomial(w, n_out, replacement=True, generator=self.g)
-        out = {f: v[idx] for f, v in values.items()}
-        return out, kept[idx] + log_w[idx], ess, ess / log_w.shape[0]
-
-    def _distinct_ess(self, values: dict[str, torch.Tensor], w: torch.Tensor) -> float:
-        r"""The effective sample size :math:`(\sum_u W_u)^2 / \sum_u W_u^2` over the
-        *distinct* particles :math:`u` (equal feature values), :math:`W_u` the summed weight of
-        the particles equal to ``u``: particles copy training rows, and a thousand copies of
-        two rows are two effective draws, not a thousand.
-        """
-        if values:
-            _, inverse = torch.unique(
-                self._values(sorted(values), values), dim=0, return_inverse=True
-            )
-            w = torch.zeros(int(inverse.max()) + 1, dtype=w.dtype, device=w.device).index_add_(
-                0, inverse, w
-            )
-        return float(w.sum() ** 2 / (w * w).sum())
-
-    # ------------------------------------------------------------------ matching rows
-
-    def _groups_of(self, cond: list[str]) -> tuple[torch.Tensor, int] | None:
-        """Group ids of the training rows by their ``cond`` values, if discrete."""
-        key = tuple(self._idx(cond))
-        if key not in self._groups:
-            _, inverse = torch.unique(self.X[:, list(key)], dim=0, return_inverse=True)
-            n_groups = int(inverse.max()) + 1
-            self._groups[key] = (
-                (inverse, n_groups) if n_groups * _ROWS_PER_VALUE <= self.n_rows else None
-            )
-        return self._groups[key]
-
-    def _particle_groups(self, cond: list[str], values: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The group id of each particle's ``cond`` values (they are training values)."""
-        rows = self.X[:, self._idx(cond)]
-        parts = self._values(cond, values)
-        _, inverse = torch.unique(torch.cat([rows, parts]), dim=0, return_inverse=True)
-        groups = self._groups_of(cond)
-        assert groups is not None
-        row_ids, n_groups = groups
-        # the unique ids of the joint call map onto the training rows' groups
-        lookup = torch.full((int(inverse.max()) + 1,), -1, dtype=torch.long, device=self.device)
-        lookup[inverse[: self.n_rows]] = row_ids
-        return lookup[inverse[self.n_rows :]]
-
-    def _neighbours(
-        self, cond: list[str], values: dict[str, torch.Tensor], candidates: torch.Tensor
-    ) -> torch.Tensor:
-        """Indices (into ``candidates``) of each particle's nearest candidate rows in ``cond``."""
-        rows = self.X[candidates][:, self._idx(cond)]
-        parts = self._values(cond, values)
-        k = min(self.k, rows.shape[0])
-        chunk = max(1, _MAX_DISTANCES // max(1, rows.shape[0]))
-        out = [
-            torch.cdist(parts[i : i + chunk], rows, compute_mode="donot_use_mm_for_euclid_dist")
-            .topk(k, dim=1, largest=False)
-            .indices
-            for i in range(0, parts.shape[0], chunk)
-        ]
-        return torch.cat(out)
-
-    def _log_odds(self, log_pi: torch.Tensor) -> torch.Tensor:
-        r"""The log-odds :math:`\log \Pi - \log(1 - \Pi)` of the weight terms' product
-        :math:`\Pi` (``"odds"`` selection), else 0. :math:`1 - \Pi` is kept above
-        :math:`1 / (2k)`: an estimate from ``k`` neighbours cannot tell 1 from that.
-        """
-        if self.selection != "odds":
-            return torch.zeros_like(log_pi)
-        floor = 1.0 / (2 * self.k)
-        return log_pi - (-log_pi.exp()).log1p().clamp_min(math.log(floor))
-
-    def _note_unreliable(self, log_w: torch.Tensor, log_pi: torch.Tensor) -> None:
-        r"""Record the share of the importance weight on particles whose :math:`1 - \Pi` is
-        under :data:`_ODDS_RESOLUTION` / ``k``: there the neighbours' estimate rests on a
-        couple of rows that miss an event, the odds on their count, and a miss more or less
-        changes the weight several times over (``self.unreliable``, the largest share seen).
-        """
-        if self.selection != "odds":
-            return
-        w = (log_w - log_w.max()).exp()
-        thin = (-log_pi.exp()).log1p() < math.log(_ODDS_RESOLUTION / self.k)
-        share = float(w[thin].sum() / w.sum()) if float(w.sum()) > 0 else 0.0
-        self.unreliable = max(self.unreliable, share)
-
-    def _untouched(self, events: list[str]) -> torch.Tensor:
-        r"""The training rows the selection cannot have touched, as far as ``events`` go:
-        those where a target event *outside* ``events`` fails. Removing the target
-        combination leaves them all, whatever their ``events``, and given the conditioning
-        features their specs ``events`` are independent of the others (Thm 1), so on them
-        :math:`p_D(Z_E \mid X_c) = p(Z_E \mid X_c)`.
-        """
-        others = [e.spec for e in self.problem.target.events if e.spec not in events]
-        return self._row_weight(others) == 0
-
-    def _log_event_prob(
-        self,
-        events: list[str],
-        cond: list[str],
-        values: dict[str, torch.Tensor],
-        population: bool = False,
-    ) -> torch.Tensor:
-        r""":math:`\log p_D(Z_E \in A_E \mid C = c)` for each particle; with ``population``,
-        the selection-free :math:`\log P(Z_E \in A_E \mid C = c)`, estimated on the rows
-        the selection left untouched (:meth:`_untouched`).
-        """
-        have = set(cond)
-        if all(self._is_density(e) and set(self.model.context_of(e)) <= have for e in events):
-            # fitted likelihoods whose parents are all conditioned on: use them at the particle
-            total = torch.zeros(next(iter(values.values())).shape[0], device=self.device)
-            with torch.no_grad():
-                for ev in self.problem.target.events:
-                    if ev.spec in events:
-                        ctx = self._values(list(self.model.context_of(ev.spec)), values)
-                        y = torch.full((ctx.shape[0], 1), ev.low, device=self.device)
-                        total += self.model.likelihood(ev.spec).log_prob(y, ctx)
-            return total
-        w = self._row_weight(events)
-        use = self._untouched(events) if population else torch.ones_like(w, dtype=torch.bool)
-        if population and not bool(use.any()):
-            raise SamplingError(
-                f"method 'plan': no training row fails the target outside {', '.join(events)}, "
-                "so P(" + ", ".join(events) + " | " + ", ".join(cond) + ") cannot be estimated "
-                "free of the selection; use selection='rarity'"
-            )
-        groups = self._groups_of(cond)
-        if groups is not None:
-            row_ids, n_groups = groups
-            u = use.float()
-            sums = torch.zeros(n_groups, device=self.device).index_add_(0, row_ids, w * u)
-            counts = torch.zeros(n_groups, device=self.device).index_add_(0, row_ids, u)
-            # a group without untouched rows borrows nothing: its particles get weight 0
-            p = (sums / counts.clamp_min(1))[self._particle_groups(cond, values)]
-        else:
-            candidates = torch.nonzero(use).squeeze(1)
-            nb = candidates[self._neighbours(cond, values, candidates)]
-            p = w[nb].mean(1)
-        return p.log()
-
-    def _is_density(self, spec: str) -> bool:
-        return any(e.spec == spec and e.density for e in self.problem.target.events)
-
-    def _draw_rows(
-        self,
-        lhs: list[str],
-        cond: list[str],
-        events: list[str],
-        values: dict[str, torch.Tensor],
-        n_part: int,
-    ) -> tuple[torch.Tensor, float]:
-        r"""A training row per particle, from :math:`p_D(\cdot \mid C = c, Z_E \in A_E)`, and
-        the effective number of rows the draw rests on (:math:`(\sum w)^2 / \sum w^2` over
-        the rows; infinite when the draw is conditional, its figure is then the SIR's).
-        """
-        w = self._row_weight(events)
-        if float(w.sum()) <= 0:
-            raise SamplingError(
-                f"method 'plan': no training row meets {', '.join(events)} for the term of "
-                f"{', '.join(lhs)}"
-            )
-        if not cond:
-            ess = float(w.sum() ** 2 / (w * w).sum())
-            return torch.multinomial(w, n_part, replacement=True, generator=self.g), ess
-        groups = self._groups_of(cond)
-        if groups is not None:
-            rows = self._grouped_draw(groups, w, self._particle_groups(cond, values))
-            if rows is not None:
-                return rows, math.inf
-        candidates = torch.nonzero(w > 0).squeeze(1)
-        nb = candidates[self._neighbours(cond, values, candidates)]
-        pick = torch.multinomial(w[nb], 1, generator=self.g).squeeze(1)
-        return nb.gather(1, pick.unsqueeze(1)).squeeze(1), math.inf
-
-    def _grouped_draw(
-        self, groups: tuple[torch.Tensor, int], w: torch.Tensor, part_groups: torch.Tensor
-    ) -> torch.Tensor | None:
-        """Rows drawn within each particle's group, proportional to ``w``; ``None`` when some
-        particle's group has no weight (the caller falls back to nearest neighbours).
-        """
-        row_ids, n_groups = groups
-        order = torch.argsort(row_ids, stable=True)
-        ws = w[order].double()
-        cum = ws.cumsum(0)
-        totals = torch.zeros(n_groups, dtype=torch.float64, device=self.device)
-        totals.index_add_(0, row_ids, w.double())
-        if bool((totals[part_groups] <= 0).any()):
-            return None
-        ids = torch.arange(n_groups, device=self.device)
-        first = torch.searchsorted(row_ids[order].contiguous(), ids)
-        before = cum[first] - ws[first]
-        u = torch.rand(
-            part_groups.shape[0], dtype=torch.float64, device=self.device, generator=self.g
-        )
-        # (1 - 1e-12) keeps a draw at the top of a group inside it despite rounding
-        t = before[part_groups] + u * (1 - 1e-12) * totals[part_groups]
-        pos = torch.searchsorted(cum, t, right=True).clamp(max=cum.shape[0] - 1)
-        return order[pos]
-
-
-def _free(vars_: tuple) -> list[str]:
-    return [v.name for v in vars_ if v.value is None]

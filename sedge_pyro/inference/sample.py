@@ -1,10 +1,12 @@
 r"""``sample``: one entry point over the samplers, returning :class:`Samples`.
 
 Every sampler is a function ``fn(problem, n, *, chains, generator, progress, **options) ->
-Draws`` in normalised units; this module compiles the target, seeds, runs the sampler, checks
-the draws are finite, converts them to raw units, records the settings and the draws' verdict
-(:mod:`~sedge_pyro.inference.verdict`: ``info["diagnostics"]`` and ``info["warnings"]``, see
-:meth:`Samples.diagnose`). The methods:
+Draws`` in normalised units, a thin loop over its module's :class:`~sedge_pyro.inference.draws.
+Kernel` (one file per sampler: ``plan``, ``opt``, ``dps``, ``smc``, ``langevin`` with ``mala``
+and ``annealed``, ``vi``, ``nuts``, ``direct``); this module compiles the target, seeds, runs
+the sampler, checks the draws are finite, converts them to raw units, records the settings and
+the draws' verdict (:mod:`~sedge_pyro.inference.verdict`: ``info["diagnostics"]`` and
+``info["warnings"]``, see :meth:`Samples.diagnose`). The methods:
 
 ============  ===========================================================================
 ``plan``      follows :func:`~sedge_pyro.identify`'s factorization term by term (exact when
@@ -35,19 +37,21 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import textwrap
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 
 from sedge_pyro.errors import OptionError, SedgeError
 from sedge_pyro.inference.direct import sample_direct
+from sedge_pyro.inference.dps import sample_dps
 from sedge_pyro.inference.draws import Draws, check_finite
-from sedge_pyro.inference.guided import sample_dps, sample_opt
 from sedge_pyro.inference.langevin import sample_langevin
 from sedge_pyro.inference.nuts import sample_nuts
+from sedge_pyro.inference.opt import sample_opt
 from sedge_pyro.inference.plan import sample_plan
 from sedge_pyro.inference.samples import Samples
 from sedge_pyro.inference.selection import CORRECTED, corrected, diffusion_surrogate
@@ -57,11 +61,23 @@ from sedge_pyro.inference.verdict import AGREEMENT_ROWS, verdict
 from sedge_pyro.inference.vi import sample_svi
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import seed as check_seed
+from sedge_pyro.options import whole
 
 if TYPE_CHECKING:
     from sedge_pyro.models.sedge import SEDGEProgram
 
-__all__ = ["AUTO_METHODS", "METHODS", "Draws", "check_finite", "sample"]
+__all__ = [
+    "AUTO_METHODS",
+    "METHODS",
+    "PARAMETERS",
+    "RETURNS",
+    "Draws",
+    "check_finite",
+    "sample",
+    "shares_parameters",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: method name -> its sampler, ``fn(problem, n, *, chains, generator, progress, **options) ->
 #: Draws``
@@ -114,6 +130,57 @@ def default_method(model: SEDGEProgram) -> str:
     return "plan"
 
 
+#: the parameters :func:`sample` and :meth:`SEDGEModel.sample
+#: <sedge_pyro.inference.model.SEDGEModel.sample>` share, documented once: each docstring holds
+#: a line ``{parameters}`` that :func:`shares_parameters` replaces with this block (and a line
+#: ``{returns}`` for :data:`RETURNS`)
+PARAMETERS = """:param target: specification -> value (a number or category) or
+    :class:`~sedge_pyro.Interval`, on any subset of the specs; or a 1-D array of ``n``
+    values, one per draw (see :mod:`~sedge_pyro.inference.sample`).
+:param n: draws per chain.
+:param method: ``"plan"`` (default for models A/B: follows :func:`~sedge_pyro.identify`'s
+    factorization), ``"opt"`` (Algorithm 1), ``"dps"`` (Algorithm 2), ``"langevin"``,
+    ``"svi"``, ``"nuts"``, ``"direct"`` (models D/E), or ``"auto"``: the method
+    :func:`~sedge_pyro.backtest` finds best on the model's own training rows (rare
+    seen combinations like the target, held out; one fit per held-out cell, so
+    minutes), or on ``backtest=`` a result you ran; an unreliable backtest adds a
+    warning, and ``info["auto"]`` records the choice (``"auto"`` is
+    :meth:`SEDGEModel.sample <sedge_pyro.inference.model.SEDGEModel.sample>`'s); see
+    :mod:`sedge_pyro.inference.sample`.
+:param chains: independent chains (ArviZ's ``chain`` dimension).
+:param seed: seeds the draws.
+:param device: where to sample (default: the model's device).
+:param tolerance: for point targets on continuous specs, how close a training value
+    must be to count as the target (as in :func:`~sedge_pyro.identify`).
+:param progress: show a progress bar.
+:param options: the method's own options (e.g. ``steps``, ``step_size``)."""
+
+#: what :func:`sample` and ``SEDGEModel.sample`` return and raise (the line ``{returns}``)
+RETURNS = """:returns: :class:`~sedge_pyro.inference.Samples`, shape ``(chains, n)`` per feature.
+:raises TargetError: for an unknown spec, a value outside a categorical's levels, an
+    interval holding no value, or a value never seen alone (Assumption 1).
+:raises SamplingError: when the sampler diverges (names the method and step).
+:raises OptionError: for an unknown method or option, ``n`` or ``chains`` not a whole
+    number >= 1, or per-draw targets with a method other than ``opt``, ``dps`` or
+    ``direct``."""
+
+
+def shares_parameters(fn: F) -> F:
+    """Put :data:`PARAMETERS` and :data:`RETURNS`, each indented as the line it replaces, in
+    place of the lines ``{parameters}`` and ``{returns}`` of ``fn``'s docstring.
+    """
+    blocks = {"{parameters}": PARAMETERS, "{returns}": RETURNS}
+    lines = []
+    for line in (fn.__doc__ or "").split("\n"):
+        if line.strip() in blocks:
+            indent = line[: len(line) - len(line.lstrip())]
+            line = textwrap.indent(blocks[line.strip()], indent)
+        lines.append(line)
+    fn.__doc__ = "\n".join(lines)
+    return fn
+
+
+@shares_parameters
 def sample(
     model: SEDGEProgram,
     target: Mapping[str, Any],
@@ -127,12 +194,13 @@ def sample(
     progress: bool = False,
     **options: Any,
 ) -> Samples:
-    """Draw features for a target from a fitted model (see :meth:`SEDGEModel.sample`).
+    """Draw features for a target from a fitted model: the dispatcher behind
+    :meth:`SEDGEModel.sample <sedge_pyro.inference.model.SEDGEModel.sample>`, which also
+    runs ``method="auto"`` and sets torch's threads.
 
-    A target value may be a 1-D array of ``n`` points, one per draw (see the module).
-
-    :raises OptionError: for per-draw targets with a method other than ``opt``, ``dps`` or
-        ``direct``.
+    :param model: the fitted model (its Pyro program).
+    {parameters}
+    {returns}
     """
     if not model.fitted:
         raise SedgeError("the model is not fitted: call model.fit(data) first")
@@ -142,25 +210,14 @@ def sample(
             "model.sample(target, method='auto')"
         )
     method = default_method(model) if method is None else method
-    fn = _resolve(method)
-    selection = None
-    if method in CORRECTED and options.get("kind", "mala") != "annealed":
-        options = dict(options)
-        selection = options.pop("selection", "auto")
-    settings = _settings(fn, method, options)
-    if selection is not None:
-        settings["selection"] = selection
+    fn, settings, selection = _call(method, options)
     per_draw = isinstance(target, Mapping) and any(is_per_draw(v) for v in target.values())
     if per_draw and method not in PER_DRAW_METHODS:
         raise OptionError(
             f"method {method!r} draws from one posterior: per-draw targets need method 'opt', "
             "'dps' or 'direct'"
         )
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise OptionError(f"n={n!r}: expected a positive whole number of draws per chain")
-    if isinstance(chains, bool) or not isinstance(chains, int | np.integer) or chains < 1:
-        raise OptionError(f"chains={chains!r}: expected a positive whole number")
-    seed = check_seed(seed)
+    n, chains, seed = whole("n", n), whole("chains", chains), check_seed(seed)
     dev = model.device if device is None else check_device(device)
     t = Target(model, target, tolerance=tolerance, n=int(n))
     model.to(dev)
@@ -173,16 +230,47 @@ def sample(
     elif method in ("dps", "smc") or (method == "langevin" and options.get("kind") == "annealed"):
         fixed = diffusion_surrogate(problem, seed=seed, progress=progress)
     with fixed as selection_info:
-        draws = fn(
-            problem, int(n), chains=int(chains), generator=generator, progress=progress, **options
-        )
-    seconds = time.perf_counter() - start
+        draws = fn(problem, n, chains=chains, generator=generator, progress=progress, **options)
+    info = {"seconds": time.perf_counter() - start, "seed": int(seed), "device": str(dev)}
+    raw, stats = _checked(model, t, method, draws, (chains, n, problem.dim))
+    info.update(draws.info)
+    info.update(selection_info)
+    info.update(_verdict(model, raw, t.target, method, settings, info, tolerance))
+    return Samples(
+        raw, model.features, t.target, method, settings, stats, info, observed=t.observed()
+    )
+
+
+def _call(
+    method: str, options: Mapping[str, Any]
+) -> tuple[Callable[..., Draws], dict[str, Any], str | None]:
+    """The sampler of ``method``, its settings (defaults and ``options``) and the selection
+    correction asked for (``None`` where the method takes none).
+    """
+    fn = _resolve(method)
+    selection = None
+    if method in CORRECTED and options.get("kind", "mala") != "annealed":
+        options = dict(options)
+        selection = options.pop("selection", "auto")
+    settings = _settings(fn, method, options)
+    if selection is not None:
+        settings["selection"] = selection
+    return fn, settings, selection
+
+
+def _checked(
+    model: SEDGEProgram, t: Target, method: str, draws: Draws, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The draws checked (finite, of ``shape``) and converted: raw values and stats.
+
+    :raises SedgeError: for draws of another shape.
+    """
     x = draws.x.detach()
     check_finite(x, method, "end")
-    if x.shape != (chains, n, problem.dim):
+    if x.shape != shape:
         raise SedgeError(
             f"method {method!r} returned shape {tuple(x.shape)}: expected "
-            f"({chains}, {n}, {problem.dim})"
+            f"({shape[0]}, {shape[1]}, {shape[2]})"
         )
     stats = {k: _np(v) for k, v in draws.stats.items()}
     if "log_likelihood" not in stats and model.structure in ("sparse", "dense", "joint"):
@@ -198,12 +286,7 @@ def sample(
             [model.columns[f].decode(_np(x[..., j])) for j, f in enumerate(model.features)],
             axis=-1,
         )
-    info = {"seconds": seconds, "seed": int(seed), "device": str(dev), **draws.info}
-    info.update(selection_info)
-    info.update(_verdict(model, raw, t.target, method, settings, info, tolerance))
-    return Samples(
-        raw, model.features, t.target, method, settings, stats, info, observed=t.observed()
-    )
+    return raw, stats
 
 
 def _verdict(

@@ -65,20 +65,29 @@ References:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import OptionError, SamplingError
-from sedge_pyro.inference.draws import Draws, check_finite
-from sedge_pyro.inference.guided import _schedule
-from sedge_pyro.inference.langevin import MAX_WALKERS, refine_moves, refine_walk
+from sedge_pyro.inference.dps import reverse_steps
+from sedge_pyro.inference.draws import Draws, Kernel, check_finite
+from sedge_pyro.inference.mala import MAX_WALKERS
+from sedge_pyro.inference.refine import refine_moves, refine_walk
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.models.priors import DiffusionPrior
 from sedge_pyro.options import fraction, number, whole
 
-__all__ = ["MIN_PARTICLES", "SMCInfo", "SMCState", "init", "sample_smc", "step"]
+__all__ = [
+    "MIN_PARTICLES",
+    "SMCInfo",
+    "SMCState",
+    "init",
+    "kernel",
+    "sample_smc",
+    "step",
+]
 
 #: particles per chain by default: as many as the draws, at least this many
 MIN_PARTICLES = 1024
@@ -115,8 +124,11 @@ class SMCState(NamedTuple):
 
 
 class SMCInfo(NamedTuple):
-    """One step's diagnostics: the step ``t``, the ESS per chain before any resampling, and
-    whether the particles were resampled.
+    """One step's diagnostics.
+
+    :param t: the diffusion step moved from.
+    :param ess: the effective sample size per chain before any resampling, ``(chains,)``.
+    :param resampled: whether the particles were resampled before the move.
     """
 
     t: int
@@ -352,6 +364,76 @@ def sample_smc(
     >>> model.sample({"z1": 1.0}, n=10, method="smc", particles=64).values.shape
     (1, 10, 3)
     """
+    o = _options(problem, n, particles, steps, ess_threshold, max_shift, smooth, temper, refine)
+    K, schedule = o["particles"], o["schedule"]
+    twisted = kernel(problem, int(chains), K, schedule, **o["kernel"])
+    state = twisted.init(generator)
+    path: list[float] = []
+    bar = tqdm(total=len(schedule), desc="smc", disable=not progress, leave=False)
+    while state.i < len(schedule):
+        state, info = twisted.step(state, generator)
+        check_finite(state.x, "smc", f"t={info.t}")
+        path.append(float(info.ess.min()))
+        bar.update()
+    bar.close()
+    x, info_out = _final_draws(problem, state, int(n), generator, path)
+    info_out = {"particles": K, "steps": len(schedule), **info_out, "refine": o["refine"]}
+    if o["refine"]:
+        walkers = min(int(n), MAX_WALKERS)
+        start = x[:, :walkers].reshape(-1, x.shape[-1])
+        out = refine_walk(problem, int(n), int(chains), generator, progress, o["refine"], start)
+        info_out.pop("distinct")  # the refined draws' own count is the verdict's
+        return Draws(out.x, out.stats, {**out.info, **info_out, "kind": "smc"})
+    return Draws(x, {}, info_out)
+
+
+def kernel(
+    problem: Problem,
+    chains: int,
+    particles: int,
+    schedule: list[int],
+    *,
+    ess_threshold: float,
+    max_shift: float,
+    smooth: int,
+    temper: float,
+) -> Kernel:
+    """Twisted diffusion sampling as a :class:`~sedge_pyro.inference.draws.Kernel` over
+    ``chains x particles``: ``init`` is :func:`init`, ``step`` is :func:`step` along
+    ``schedule`` with the options bound (see :func:`sample_smc` for them).
+    """
+
+    def init_particles(generator: torch.Generator) -> SMCState:
+        return init(problem, chains, particles, generator, smooth=smooth, temper=temper)
+
+    def move(state: SMCState, generator: torch.Generator) -> tuple[SMCState, SMCInfo]:
+        return step(
+            state,
+            problem,
+            schedule,
+            generator,
+            ess_threshold=ess_threshold,
+            max_shift=max_shift,
+            temper=temper,
+        )
+
+    return Kernel(init_particles, move)
+
+
+def _options(
+    problem: Problem,
+    n: int,
+    particles: int | None,
+    steps: int | None,
+    ess_threshold: float,
+    max_shift: float,
+    smooth: int,
+    temper: float,
+    refine: int | None,
+) -> dict[str, Any]:
+    """``sample_smc``'s options checked: ``particles`` per chain, the ``schedule``, the
+    ``refine`` moves and the options of :func:`kernel` (``"kernel"``).
+    """
     prior = problem.prior
     if not isinstance(prior, DiffusionPrior):
         raise OptionError(
@@ -363,26 +445,23 @@ def sample_smc(
     threshold = fraction("ess_threshold", ess_threshold)
     cap = number("max_shift", max_shift)
     smooth = whole("smooth", smooth, 0)
-    schedule = _schedule(prior.T, steps)
+    schedule = reverse_steps(prior.T, steps)
     temper = number("temper", temper, positive=False)
     refine = refine_moves(problem, whole("refine", refine, 0, none_ok=True), _REFINE)
-    state = init(problem, int(chains), K, generator, smooth=smooth, temper=temper)
-    path: list[float] = []
-    bar = tqdm(total=len(schedule), desc="smc", disable=not progress, leave=False)
-    while state.i < len(schedule):
-        state, info = step(
-            state,
-            problem,
-            schedule,
-            generator,
-            ess_threshold=threshold,
-            max_shift=cap,
-            temper=temper,
-        )
-        check_finite(state.x, "smc", f"t={info.t}")
-        path.append(float(info.ess.min()))
-        bar.update()
-    bar.close()
+    options = {"ess_threshold": threshold, "max_shift": cap, "smooth": smooth, "temper": temper}
+    return {"particles": K, "schedule": schedule, "refine": refine, "kernel": options}
+
+
+def _final_draws(
+    problem: Problem, state: SMCState, n: int, generator: torch.Generator, path: list[float]
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``n`` draws per chain resampled systematically from the final weighted particles, in
+    feature units and shuffled, with the info ``resamples``, ``ess``, ``ess_min``,
+    ``ess_path`` (``path``, the smallest ESS at each step), ``log_evidence`` and ``distinct``.
+
+    :raises SamplingError: when every particle of some chain has zero weight.
+    """
+    K = state.x.shape[1]
     final = ess(state.log_w)
     if not bool(torch.isfinite(state.log_w).any(-1).all()):
         raise SamplingError(
@@ -390,7 +469,7 @@ def sample_smc(
             "impossible under the fitted model's likelihoods"
         )
     log_evidence = state.log_evidence + torch.logsumexp(state.log_w, -1) - math.log(K)
-    idx = systematic(state.log_w, int(n), generator)
+    idx = systematic(state.log_w, n, generator)
     # systematic resampling returns the particles in order: shuffle, so that any part of
     # the draws (the first k, a half) is a draw of the whole
     order = torch.rand(idx.shape, generator=generator, device=generator.device).argsort(-1)
@@ -399,21 +478,12 @@ def sample_smc(
     distinct = sum(int(torch.unique(idx[c]).numel()) for c in range(idx.shape[0]))
     with torch.no_grad():
         x = problem.from_prior(x)
-    info_out = {
-        "particles": K,
-        "steps": len(schedule),
+    info = {
         "resamples": state.resamples,
         "ess": [float(e) for e in final],
         "ess_min": float(final.min()),
         "ess_path": path,
         "log_evidence": [float(v) for v in log_evidence],
         "distinct": distinct,
-        "refine": refine,
     }
-    if refine:
-        walkers = min(int(n), MAX_WALKERS)
-        start = x[:, :walkers].reshape(-1, x.shape[-1])
-        out = refine_walk(problem, int(n), int(chains), generator, progress, refine, start)
-        info_out.pop("distinct")  # the refined draws' own count is the verdict's
-        return Draws(out.x, out.stats, {**out.info, **info_out, "kind": "smc"})
-    return Draws(x, {}, info_out)
+    return x, info

@@ -52,7 +52,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyro
@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 
 from sedge_pyro import arviz_compat
 from sedge_pyro.errors import OptionError
-from sedge_pyro.inference.draws import Draws, check_finite
+from sedge_pyro.inference.draws import Draws, Kernel, check_finite
 from sedge_pyro.inference.target import Problem
 from sedge_pyro.inference.verdict import KHAT_MAX  # resampled only below it (Vehtari et al.)
 from sedge_pyro.options import choice, flag, number, whole
@@ -77,7 +77,10 @@ __all__ = [
     "KHAT_MAX",
     "POOL",
     "conditioned_model",
+    "SVIInfo",
+    "SVIState",
     "importance_diagnostics",
+    "kernel",
     "sample_svi",
 ]
 
@@ -257,71 +260,36 @@ def sample_svi(
     >>> s.values.shape
     (1, 20, 3)
     """
-    steps = whole("steps", steps)
-    num_particles = whole("num_particles", num_particles)
-    num_transforms = whole("num_transforms", num_transforms)
-    if hidden is not None:
-        hidden = whole("hidden", hidden)
-    lr = number("lr", lr)
-    choice("guide", guide, GUIDES)
-    flag("bounded", bounded)
-    flag("resample", resample)
-    d = problem.dim
-    probe = problem.train_x[:1]
+    _check(steps, lr, num_particles, guide, num_transforms, hidden, bounded, resample)
     with torch.no_grad():
-        problem.log_density(probe)  # OptionError now for a prior without a density
+        problem.log_density(problem.train_x[:1])  # OptionError now for a prior without a density
     total = chains * n
-    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device).item())
-    centre = problem.train_x.mean(0)
-    init = init_to_value(values={"X": problem.to_box(centre) if bounded else centre})
-    model = conditioned_model(problem, bounded)
-    devices = [problem.device] if problem.device.type == "cuda" else []
+    options = {"lr": lr, "num_particles": num_particles, "bounded": bounded}
+    svi = kernel(problem, steps, guide, num_transforms, hidden, **options)
     losses: list[float] = []
-    with (
-        torch.random.fork_rng(devices=devices),
-        pyro.get_param_store().scope(),
-        _frozen(problem.model),
-    ):
-        torch.manual_seed(seed)
-        if guide == "iaf":
-            q = AutoIAFNormal(model, hidden_dim=hidden, num_transforms=num_transforms)
-        else:
-            q = AutoMultivariateNormal(model, init_loc_fn=init, init_scale=0.1)
-        q()  # create the guide's parameters now, to move them to the problem's device
-        q.to(problem.device)
-        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": _LR_DECAY ** (1.0 / steps)})
-        elbo = Trace_ELBO(
-            num_particles=num_particles, vectorize_particles=True, max_plate_nesting=0
-        )
-        svi = SVI(model, q, optim, elbo)
+    with _isolated(problem):
+        state = svi.init(generator)
         bar = tqdm(range(1, steps + 1), desc="svi", disable=not progress, leave=False)
         for step in bar:
-            loss = svi.step()
-            check_finite(torch.tensor([loss]), "svi", step)
-            losses.append(loss)
+            state, info = svi.step(state, generator)
+            check_finite(torch.tensor([info.loss]), "svi", step)
+            losses.append(info.loss)
             if step % 100 == 0:
-                bar.set_postfix(elbo=f"{-loss:.3g}")
-        pool = max(total, min(POOL * total, POOL_MAX)) if resample else total
+                bar.set_postfix(elbo=f"{-info.loss:.3g}")
         with torch.no_grad():
-            posterior = q.get_posterior()
-            # the guide's draws alone are at least the output, for when the weights fail
-            n_prior = min(round(DEFENSIVE * pool), pool - total) if resample else 0
-            x, log_q, log_p, n_prior = _pool(problem, posterior, pool, n_prior, bounded)
-            log_w = log_p - log_q
-            diagnostics = importance_diagnostics(log_w)
-            khat = diagnostics["khat"]
-            # with the prior in the pool every weight is at most max p(z | x) / a: their
-            # variance is finite whatever k-hat estimates, and the pool is resampled
-            resampled = bool(
-                resample and (n_prior > 0 or (math.isfinite(khat) and khat < KHAT_MAX))
-            )
-            if resampled:
-                finite = torch.isfinite(log_w)
-                w = torch.where(finite, log_w - log_w[finite].max(), -torch.inf).exp()
-                pick = torch.multinomial(w, total, replacement=True)
-            else:
-                pick = torch.arange(total, device=x.device)
-            x, log_q, log_p, log_w = x[pick], log_q[pick], log_p[pick], log_w[pick]
+            drawn = _draw(problem, state.guide, total, resample, bounded)
+    tail = losses[-max(1, steps // 10) :]
+    info = {"steps": steps, "guide": guide, "bounded": bool(bounded), "elbo": -float(np.mean(tail))}
+    return _svi_draws(problem, drawn, info, chains, n)
+
+
+def _svi_draws(
+    problem: Problem, drawn: dict[str, Any], info: dict[str, Any], chains: int, n: int
+) -> Draws:
+    """:func:`_draw`'s draws as :class:`Draws`, their stats, and the info: ``info`` (the fit's)
+    then the pool's entries and ``distinct``.
+    """
+    x, log_q, log_p, log_w, pick = drawn.pop("picked")
     with torch.no_grad():
         stats: dict[str, Any] = {
             "log_q": log_q.reshape(chains, n),
@@ -332,16 +300,144 @@ def sample_svi(
             stats["log_likelihood"] = problem.log_likelihood(x).reshape(chains, n)
         except OptionError:
             pass
-    tail = losses[-max(1, steps // 10) :]
-    info: dict[str, Any] = {
-        "steps": steps,
-        "guide": guide,
-        "bounded": bool(bounded),
-        "elbo": -float(np.mean(tail)),
+    info = {**info, **drawn, "distinct": int(torch.unique(pick).numel())}
+    return Draws(x.reshape(chains, n, problem.dim), stats, info)
+
+
+class SVIState(NamedTuple):
+    """The guide being fit.
+
+    :param svi: Pyro's :class:`~pyro.infer.SVI` over the conditioned model and the guide
+        (its optimiser holds the guide's parameters and moments; a step updates them in
+        place).
+    :param guide: the guide :math:`q`, an autoguide.
+    :param k: SVI steps taken.
+    """
+
+    svi: SVI
+    guide: Any
+    k: int
+
+
+class SVIInfo(NamedTuple):
+    """One step's diagnostics.
+
+    :param loss: the step's ELBO loss (the negative ELBO estimate), a float.
+    """
+
+    loss: float
+
+
+def kernel(
+    problem: Problem,
+    steps: int,
+    guide: str,
+    num_transforms: int,
+    hidden: int | None,
+    *,
+    lr: float,
+    num_particles: int,
+    bounded: bool,
+) -> Kernel:
+    """The guide's fit as a :class:`~sedge_pyro.inference.draws.Kernel`: ``init`` draws a
+    seed from the generator, seeds torch with it and builds the guide, ``ClippedAdam``
+    (decaying tenfold over ``steps``) and ``Trace_ELBO``; ``step`` is one ``SVI.step()``.
+    Both draw Pyro's randomness from torch's global generator: run them inside
+    :func:`_isolated`, which forks it and scopes the parameter store.
+    """
+    model = conditioned_model(problem, bounded)
+
+    def init(generator: torch.Generator) -> SVIState:
+        seed = int(torch.randint(2**62, (), generator=generator, device=generator.device).item())
+        torch.manual_seed(seed)
+        if guide == "iaf":
+            q = AutoIAFNormal(model, hidden_dim=hidden, num_transforms=num_transforms)
+        else:
+            centre = problem.train_x.mean(0)
+            start = init_to_value(values={"X": problem.to_box(centre) if bounded else centre})
+            q = AutoMultivariateNormal(model, init_loc_fn=start, init_scale=0.1)
+        q()  # create the guide's parameters now, to move them to the problem's device
+        q.to(problem.device)
+        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": _LR_DECAY ** (1.0 / steps)})
+        elbo = Trace_ELBO(
+            num_particles=num_particles, vectorize_particles=True, max_plate_nesting=0
+        )
+        return SVIState(SVI(model, q, optim, elbo), q, 0)
+
+    def step(state: SVIState, generator: torch.Generator) -> tuple[SVIState, SVIInfo]:
+        loss = state.svi.step()
+        return state._replace(k=state.k + 1), SVIInfo(loss)
+
+    return Kernel(init, step)
+
+
+@contextlib.contextmanager
+def _isolated(problem: Problem) -> Iterator[None]:
+    """Run the body under a forked torch RNG, in a private Pyro parameter-store scope, with
+    the model's parameters frozen.
+    """
+    devices = [problem.device] if problem.device.type == "cuda" else []
+    with (
+        torch.random.fork_rng(devices=devices),
+        pyro.get_param_store().scope(),
+        _frozen(problem.model),
+    ):
+        yield
+
+
+def _draw(
+    problem: Problem, guide: Any, total: int, resample: bool, bounded: bool
+) -> dict[str, Any]:
+    r"""``total`` draws after the fit: from a pool of the guide's (and the prior's) draws,
+    resampled by their importance weights where those can be trusted (see the module).
+
+    :returns: the info entries ``ess``, ``ess_fraction``, ``khat``, ``pool``,
+        ``prior_draws`` and ``resampled``, and ``"picked"``: the draws ``x``, their
+        ``log_q``, ``log_p``, ``log_w`` and the indices ``pick`` into the pool.
+    """
+    pool = max(total, min(POOL * total, POOL_MAX)) if resample else total
+    posterior = guide.get_posterior()
+    # the guide's draws alone are at least the output, for when the weights fail
+    n_prior = min(round(DEFENSIVE * pool), pool - total) if resample else 0
+    x, log_q, log_p, n_prior = _pool(problem, posterior, pool, n_prior, bounded)
+    log_w = log_p - log_q
+    diagnostics = importance_diagnostics(log_w)
+    khat = diagnostics["khat"]
+    # with the prior in the pool every weight is at most max p(z | x) / a: their
+    # variance is finite whatever k-hat estimates, and the pool is resampled
+    resampled = bool(resample and (n_prior > 0 or (math.isfinite(khat) and khat < KHAT_MAX)))
+    if resampled:
+        finite = torch.isfinite(log_w)
+        w = torch.where(finite, log_w - log_w[finite].max(), -torch.inf).exp()
+        pick = torch.multinomial(w, total, replacement=True)
+    else:
+        pick = torch.arange(total, device=x.device)
+    picked = (x[pick], log_q[pick], log_p[pick], log_w[pick], pick)
+    return {
         **diagnostics,
         "pool": pool,
         "prior_draws": n_prior,
         "resampled": resampled,
-        "distinct": int(torch.unique(pick).numel()),
+        "picked": picked,
     }
-    return Draws(x.reshape(chains, n, d), stats, info)
+
+
+def _check(
+    steps: int,
+    lr: float,
+    num_particles: int,
+    guide: str,
+    num_transforms: int,
+    hidden: int | None,
+    bounded: bool,
+    resample: bool,
+) -> None:
+    """``sample_svi``'s option checks."""
+    whole("steps", steps)
+    whole("num_particles", num_particles)
+    whole("num_transforms", num_transforms)
+    whole("hidden", hidden, none_ok=True)
+    number("lr", lr)
+    choice("guide", guide, GUIDES)
+    flag("bounded", bounded)
+    flag("resample", resample)

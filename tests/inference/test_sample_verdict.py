@@ -15,7 +15,7 @@ import torch
 import sedge_pyro as sp
 from sedge_pyro.cli import main
 from sedge_pyro.inference import verdict as v
-from sedge_pyro.inference.plan import _Plan
+from sedge_pyro.inference.plan_terms import CompiledPlan
 from sedge_pyro.inference.samples import Samples
 
 COVERED = {"z1": 1.0, "z2": -1.0}  # common values, seen together: IDENTIFIABLE
@@ -114,10 +114,10 @@ def test_plan_ess_counts_distinct_particles_not_copies():
     x = torch.tensor([[0.0], [1.0]])
     fake = types.SimpleNamespace(_values=lambda names, values: x[values[names[0]]].reshape(-1, 1))
     values = {"x1": torch.arange(1000) % 2}
-    assert _Plan._distinct_ess(fake, values, torch.ones(1000)) == pytest.approx(2.0)
+    assert CompiledPlan._distinct_ess(fake, values, torch.ones(1000)) == pytest.approx(2.0)
     # unequal weights over the two rows: (0.25 + 0.75)^2 / (0.25^2 + 0.75^2) = 1.6
     w = torch.where(values["x1"] == 0, 0.5, 1.5)
-    assert _Plan._distinct_ess(fake, values, w) == pytest.approx(1.6)
+    assert CompiledPlan._distinct_ess(fake, values, w) == pytest.approx(1.6)
 
 
 # --------------------------------------------------------------------------- end to end
