@@ -41,7 +41,6 @@ References: Sec. 5.1 (models B-E) and Sec. 5.2 of the SEDGE paper; Sohn, Lee and
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,17 +49,15 @@ import numpy as np
 import pandas as pd
 import pyro
 import pyro.distributions as dist
-import pyro.optim
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
 from torch import nn
-from tqdm.auto import tqdm
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES
 from sedge_pyro.errors import DataError, OptionError, TargetError
-from sedge_pyro.experiments.image_sedge import _Decoder, _Encoder, _PixelModel
+from sedge_pyro.experiments.image_nets import _Decoder, _Encoder, _PixelModel
+from sedge_pyro.models.train import svi, train
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
 from sedge_pyro.options import threads as torch_threads
@@ -220,23 +217,17 @@ class ConditionalImageVAE(_PixelModel):
                 raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
             batch = min(batch_size, len(y))
             start = time.perf_counter()
-            pyro.set_rng_seed(seed)
             self.net.train()
-            with pyro.get_param_store().scope():
-                svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-                bar = tqdm(
-                    range(1, steps + 1), desc="fit ConditionalImageVAE", disable=not progress
+            with svi(self.model, self.guide, lr=lr, seed=seed) as run:
+                train(
+                    lambda _: run.step(y, z, batch) / len(y),
+                    steps,
+                    desc="fit ConditionalImageVAE",
+                    lr=lr,
+                    on_step=lambda _, loss: self.history["loss"].append(loss),
+                    progress=progress,
+                    fmt=".1f",
                 )
-                for step in bar:
-                    loss = svi.step(y, z, batch) / len(y)
-                    if not math.isfinite(loss):
-                        raise DataError(
-                            f"the loss became {loss} at step {step}; try a smaller lr={lr}"
-                        )
-                    self.history["loss"].append(loss)
-                    if step % 50 == 0:
-                        bar.set_postfix(loss=f"{loss:.1f}")
-                bar.close()
             self.net.eval()
             self._fitted = True
             self.seconds += time.perf_counter() - start
