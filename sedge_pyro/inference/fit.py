@@ -103,7 +103,14 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.T
     >>> len(val), len(train)
     (2, 18)
     """
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return _split(n, val_fraction, torch.Generator().manual_seed(seed))
+
+
+def _split(
+    n: int, val_fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`split` with a given generator, which it advances."""
+    order = torch.randperm(n, generator=generator)
     n_val = int(round(n * val_fraction)) if n >= 10 else 0
     return order[:n_val], order[n_val:]
 
@@ -157,9 +164,8 @@ def fit_component(
         raise DataError(f"val_fraction={val_fraction!r}: expected a number in [0, 1)")
     device = tensors[0].device
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=generator)  # split()'s, and advances the generator
-    n_val = int(round(n * val_fraction)) if n >= 10 else 0
-    val_idx, train_idx = order[:n_val].to(device), order[n_val:].to(device)
+    val_idx, train_idx = (i.to(device) for i in _split(n, val_fraction, generator))
+    n_val = len(val_idx)
     train_rows = [t[train_idx] for t in tensors]
     val = [t[val_idx] for t in tensors]
     n_train = n - n_val
@@ -172,15 +178,13 @@ def fit_component(
             idx = next(batches)
             return run.step(*[t[idx] for t in train_rows], n_total=n_train) / n_train
 
-        def evaluate() -> float:
-            return run.evaluate_loss(*val, n_total=n_val) / n_val
-
+        evaluate = (lambda: run.evaluate_loss(*val, n_total=n_val) / n_val) if n_val else None
         history = train(
             step,
             total,
             name=name,
             lr=lr,
-            evaluate=evaluate if n_val else None,
+            evaluate=evaluate,
             eval_every=eval_every,
             patience=patience,
             module=module,

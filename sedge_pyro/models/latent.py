@@ -69,8 +69,9 @@ from tqdm.auto import tqdm
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.models.latent_align import choose_bases
+from sedge_pyro.models.latent_file import _FORMAT as _FORMAT  # read by sedge_pyro.legacy
 from sedge_pyro.models.latent_file import _LatentFile
-from sedge_pyro.models.latent_nets import _matrix, _names, _Networks
+from sedge_pyro.models.latent_nets import _check_graph, _matrix, _names, _Networks, _pair
 from sedge_pyro.models.train import svi, train
 from sedge_pyro.options import choice, fraction, number, whole
 from sedge_pyro.options import device as check_device
@@ -177,13 +178,7 @@ class LatentSEDGE(_LatentFile):
         self.alpha, self.beta = alpha, beta
         self.graph = graph
         if graph is not None:
-            if not isinstance(graph, SpecGraph):
-                raise OptionError(f"graph={graph!r}: expected a SpecGraph or None")
-            if (len(graph.features), len(graph.specs)) != (self.n_features, self.n_specs):
-                raise OptionError(
-                    f"graph has {len(graph.features)} features and {len(graph.specs)} specs: "
-                    f"expected n_features={self.n_features} and n_specs={self.n_specs}"
-                )
+            _check_graph(graph, self.n_features, self.n_specs)
             feature_names, spec_names = graph.features, graph.specs
         self.feature_names = _names(feature_names, self.n_features, "x", "feature_names")
         self.spec_names = _names(spec_names, self.n_specs, "z", "spec_names")
@@ -294,25 +289,14 @@ class LatentSEDGE(_LatentFile):
             two rows, or a diverging loss.
         :raises OptionError: for a non-positive ``steps``, ``batch_size`` or ``lr``.
         """
-        a_x, a_z = self._pair(y_x, y_z, least=2)
+        a_x, a_z = _pair(y_x, y_z, (self.obs_x_dim, self.obs_z_dim), least=2)
         steps = whole("steps", steps)
         batch_size = whole("batch_size", batch_size)
         checkpoint_every = whole("checkpoint_every", checkpoint_every)
         lr = number("lr", lr)
         seed = check_seed(seed)
         with torch_threads(threads):
-            dev = check_device(device)
-            self.device = dev
-            self.net.to(dev)
-            t_x = torch.as_tensor(a_x, dtype=torch.float32, device=dev)
-            t_z = torch.as_tensor(a_z, dtype=torch.float32, device=dev)
-            # centre each column but divide by one overall scale: a per-column scale would
-            # distort the geometry of the mixing (and images have constant pixels)
-            self._stats = {
-                "x": (t_x.mean(0), (t_x - t_x.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)),
-                "z": (t_z.mean(0), (t_z - t_z.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)),
-            }
-            t_x, t_z = self._standardise(t_x, "x"), self._standardise(t_z, "z")
+            t_x, t_z = self._fit_stats(a_x, a_z, check_device(device))
             n_rows = len(t_x)
             batch = min(batch_size, n_rows)
             start = time.perf_counter()
@@ -359,21 +343,11 @@ class LatentSEDGE(_LatentFile):
         :raises DataError: for wrong widths, mismatched rows or non-finite values.
         """
         self._check_fitted()
-        a_x, a_z = self._pair(y_x, y_z, least=10)
+        a_x, a_z = _pair(y_x, y_z, (self.obs_x_dim, self.obs_z_dim), least=10)
         seed = check_seed(seed)
         t_x = self._standardise(torch.as_tensor(a_x, dtype=torch.float32, device=self.device), "x")
         t_z = self._standardise(torch.as_tensor(a_z, dtype=torch.float32, device=self.device), "z")
         return self._seeded_align(t_x, t_z, seed=seed, progress=progress)
-
-    def _pair(self, y_x: Any, y_z: Any, *, least: int) -> tuple[np.ndarray, np.ndarray]:
-        """``y_x`` and ``y_z`` as checked matrices with the same rows, at least ``least``."""
-        a_x = _matrix(y_x, self.obs_x_dim, "y_x")
-        a_z = _matrix(y_z, self.obs_z_dim, "y_z")
-        if len(a_x) != len(a_z):
-            raise DataError(f"y_x has {len(a_x)} rows and y_z {len(a_z)}: expected the same rows")
-        if len(a_x) < least:
-            raise DataError(f"y_x has {len(a_x)} rows: expected at least {least}")
-        return a_x, a_z
 
     def _align(
         self, t_x: torch.Tensor, t_z: torch.Tensor, *, seed: int, progress: bool
@@ -418,10 +392,6 @@ class LatentSEDGE(_LatentFile):
     def _check_fitted(self) -> None:
         if not self._fitted:
             raise SedgeError("the model is not fitted: call model.fit(y_x, y_z) first")
-
-    def _standardise(self, t: torch.Tensor, key: str) -> torch.Tensor:
-        mean, std = self._stats[key]
-        return (t - mean) / std
 
     def encode(self, y_x: Any = None, y_z: Any = None) -> pd.DataFrame:
         r"""Posterior means :math:`E_q[X \mid y_X]` and/or :math:`E_q[Z \mid y_Z]`.

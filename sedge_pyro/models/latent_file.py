@@ -1,6 +1,7 @@
 """The model file of :class:`~sedge_pyro.models.latent.LatentSEDGE`: its configuration,
-weights, standardisation and history in one safetensors file (no code), and moving it
-between devices.
+weights, standardisation and history in one safetensors file (no code), moving it between
+devices, and the standardisation itself (each block centred per column and divided by one
+overall scale).
 """
 
 from __future__ import annotations
@@ -10,19 +11,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import torch
 from torch import nn
 
 from sedge_pyro.errors import SedgeError
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.models.files import load_model, rebuilding, write_state
+from sedge_pyro.models.latent_nets import _centre_scale
 from sedge_pyro.options import device as check_device
 
 _FORMAT = "sedge-pyro/latent-1"
 
 
 class _LatentFile:
-    """Saving, loading and moving a :class:`~sedge_pyro.models.latent.LatentSEDGE`."""
+    """Saving, loading and moving a :class:`~sedge_pyro.models.latent.LatentSEDGE`, and its
+    standardisation of the observations.
+    """
 
     n_features: int
     n_specs: int
@@ -142,3 +147,18 @@ class _LatentFile:
         return self
 
     # -- using the fit ------------------------------------------------------------------
+
+    def _standardise(self, t: torch.Tensor, key: str) -> torch.Tensor:
+        mean, std = self._stats[key]
+        return (t - mean) / std
+
+    def _fit_stats(
+        self, a_x: np.ndarray, a_z: np.ndarray, dev: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move to ``dev``, fit the standardisation of both blocks and return them standardised."""
+        self.device = dev
+        self.net.to(dev)
+        t_x = torch.as_tensor(a_x, dtype=torch.float32, device=dev)
+        t_z = torch.as_tensor(a_z, dtype=torch.float32, device=dev)
+        self._stats = {"x": _centre_scale(t_x), "z": _centre_scale(t_z)}
+        return self._standardise(t_x, "x"), self._standardise(t_z, "z")

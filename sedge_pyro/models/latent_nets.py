@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sedge_pyro.errors import DataError, OptionError
+from sedge_pyro.graph import SpecGraph
 from sedge_pyro.models.likelihoods import GaussianMLP
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
@@ -166,3 +167,36 @@ def _matrix(values: Any, dim: int, arg: str, columns: list[str] | None = None) -
     if not np.all(np.isfinite(a)):
         raise DataError(f"{arg} holds NaN or infinite values: expected finite numbers")
     return a
+
+
+def _pair(
+    y_x: Any, y_z: Any, dims: tuple[int, int], *, least: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``y_x`` and ``y_z`` as checked matrices of ``dims`` columns with the same rows, at
+    least ``least``.
+    """
+    a_x = _matrix(y_x, dims[0], "y_x")
+    a_z = _matrix(y_z, dims[1], "y_z")
+    if len(a_x) != len(a_z):
+        raise DataError(f"y_x has {len(a_x)} rows and y_z {len(a_z)}: expected the same rows")
+    if len(a_x) < least:
+        raise DataError(f"y_x has {len(a_x)} rows: expected at least {least}")
+    return a_x, a_z
+
+
+def _check_graph(graph: Any, n_features: int, n_specs: int) -> None:
+    """A known graph must be a SpecGraph with ``n_features`` features and ``n_specs`` specs."""
+    if not isinstance(graph, SpecGraph):
+        raise OptionError(f"graph={graph!r}: expected a SpecGraph or None")
+    if (len(graph.features), len(graph.specs)) != (n_features, n_specs):
+        raise OptionError(
+            f"graph has {len(graph.features)} features and {len(graph.specs)} specs: "
+            f"expected n_features={n_features} and n_specs={n_specs}"
+        )
+
+
+def _centre_scale(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block's standardisation: the column means and one overall scale (a per-column scale
+    would distort the geometry of the mixing, and images have constant pixels).
+    """
+    return t.mean(0), (t - t.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)
