@@ -41,7 +41,6 @@ References: Sec. 5.1 (models B-E) and Sec. 5.2 of the SEDGE paper; Sohn, Lee and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,12 +54,10 @@ from pyro import poutine
 from torch import nn
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES
-from sedge_pyro.errors import DataError, OptionError, TargetError
+from sedge_pyro.errors import TargetError
 from sedge_pyro.experiments.image_nets import _Decoder, _Encoder, _PixelModel
-from sedge_pyro.models.train import svi, train
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
-from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["ConditionalImageVAE"]
 
@@ -129,17 +126,7 @@ class ConditionalImageVAE(_PixelModel):
         width: int = 32,
         beta: float = 64.0,
     ) -> None:
-        self.n_features = whole("n_features", n_features)
-        self.size = whole("size", size, low=8)
-        if self.size % 8:
-            raise OptionError(f"size={size}: expected a multiple of 8 pixels")
-        self.attributes = {str(k): tuple(str(v) for v in vals) for k, vals in attributes.items()}
-        if not self.attributes or any(len(v) < 2 for v in self.attributes.values()):
-            raise OptionError(
-                f"attributes={attributes!r}: expected at least one attribute, each with two or "
-                "more values"
-            )
-        self.width = whole("width", width)
+        self._check_shape(n_features, size, attributes, width)
         self.beta = number("beta", beta)
         self.net = _Networks(
             self.n_features, self.size, self.width, [len(v) for v in self.attributes.values()]
@@ -206,32 +193,23 @@ class ConditionalImageVAE(_PixelModel):
             diverging loss.
         :raises OptionError: for a non-positive ``steps``, ``batch_size`` or ``lr``.
         """
-        steps = whole("steps", steps)
-        batch_size = whole("batch_size", batch_size)
-        lr = number("lr", lr)
-        seed = check_seed(seed)
-        with torch_threads(threads):
-            self.to(device)
-            y, z = self._images(images), self.codes(labels)
-            if len(y) != len(z):
-                raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
-            batch = min(batch_size, len(y))
-            start = time.perf_counter()
-            self.net.train()
-            with svi(self.model, self.guide, lr=lr, seed=seed) as run:
-                train(
-                    lambda _: run.step(y, z, batch) / len(y),
-                    steps,
-                    desc="fit ConditionalImageVAE",
-                    lr=lr,
-                    on_step=lambda _, loss: self.history["loss"].append(loss),
-                    progress=progress,
-                    fmt=".1f",
-                )
-            self.net.eval()
-            self._fitted = True
-            self.seconds += time.perf_counter() - start
-        return self
+        return self._fit_pixels(
+            images,
+            labels,
+            None,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=progress,
+            device=device,
+            threads=threads,
+        )
+
+    def _svi_args(
+        self, y: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None, batch: int
+    ) -> tuple[Any, ...]:
+        return y, z, batch
 
     # -- using the fit ------------------------------------------------------------------
 

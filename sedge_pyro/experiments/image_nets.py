@@ -9,6 +9,7 @@ label checks, the device and the model file.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sedge_pyro.datasets import attribute_codes, image_array
-from sedge_pyro.errors import SedgeError
+from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.models.files import load_model, rebuilding, write_state
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
+from sedge_pyro.models.train import svi, train
 from sedge_pyro.options import device as check_device
+from sedge_pyro.options import number, whole
+from sedge_pyro.options import seed as check_seed
+from sedge_pyro.options import threads as torch_threads
 
 _MIN_SCALE = 1e-3
 
@@ -151,6 +156,91 @@ class _PixelModel:
 
     def config(self) -> dict[str, Any]:  # pragma: no cover - each model defines it
         raise NotImplementedError
+
+    def model(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - each defines it
+        raise NotImplementedError
+
+    def guide(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - each defines it
+        raise NotImplementedError
+
+    def _check_shape(
+        self, n_features: int, size: int, attributes: Mapping[str, Sequence[str]], width: int
+    ) -> None:
+        """Check and keep the options both models share: the counts, the image side (a
+        multiple of 8) and the attributes (at least one, each with two or more values).
+        """
+        self.n_features = whole("n_features", n_features)
+        self.size = whole("size", size, low=8)
+        if self.size % 8:
+            raise OptionError(f"size={size}: expected a multiple of 8 pixels")
+        self.attributes = {str(k): tuple(str(v) for v in vals) for k, vals in attributes.items()}
+        if not self.attributes or any(len(v) < 2 for v in self.attributes.values()):
+            raise OptionError(
+                f"attributes={attributes!r}: expected at least one attribute, each with two or "
+                "more values"
+            )
+        self.width = whole("width", width)
+
+    def _svi_args(
+        self, y: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None, batch: int
+    ) -> tuple[Any, ...]:
+        """The arguments of :meth:`model` and :meth:`guide` for one SVI step."""
+        return y, z, pool, batch
+
+    def _before_step(self, step: int, steps: int) -> None:
+        """Called before SVI step ``step`` of ``steps`` (a schedule of the objective)."""
+
+    def _fit_pixels(
+        self,
+        images: Any,
+        labels: pd.DataFrame,
+        pool: Any,
+        *,
+        steps: int,
+        batch_size: int,
+        lr: float,
+        seed: int,
+        progress: bool,
+        device: str | torch.device,
+        threads: int | None,
+    ) -> Any:
+        """Both models' ``fit``: SVI on minibatches through the one training loop
+        (:func:`sedge_pyro.models.train.train`), the per-row loss of every step appended to
+        ``history``. See the models' ``fit`` for the arguments.
+        """
+        steps = whole("steps", steps)
+        batch_size = whole("batch_size", batch_size)
+        lr = number("lr", lr)
+        seed = check_seed(seed)
+        with torch_threads(threads):
+            self.to(device)
+            y, z = self._images(images), self.codes(labels)
+            if len(y) != len(z):
+                raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
+            u = None if pool is None else self._images(pool, "pool")
+            batch = min(batch_size, len(y), len(y) if u is None else len(u))
+            args = self._svi_args(y, z, u, batch)
+            start = time.perf_counter()
+            self.net.train()
+
+            def step(i: int) -> float:
+                self._before_step(i, steps)
+                return run.step(*args) / len(y)
+
+            with svi(self.model, self.guide, lr=lr, seed=seed) as run:
+                train(
+                    step,
+                    steps,
+                    desc=f"fit {type(self).__name__}",
+                    lr=lr,
+                    on_step=lambda _, loss: self.history["loss"].append(loss),
+                    progress=progress,
+                    fmt=".1f",
+                )
+            self.net.eval()
+            self._fitted = True
+            self.seconds += time.perf_counter() - start
+        return self
 
     def _images(self, images: Any, name: str = "images") -> torch.Tensor:
         return torch.as_tensor(image_array(images, self.size, name), device=self.device)

@@ -68,7 +68,6 @@ aligned concepts are chained by feature edges: one concept for ``identify``),
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,13 +80,10 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES
-from sedge_pyro.errors import DataError, OptionError, SedgeError
+from sedge_pyro.errors import DataError, SedgeError
 from sedge_pyro.experiments.image_nets import _Networks, _PixelModel
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.train import svi, train
 from sedge_pyro.options import fraction, number, whole
-from sedge_pyro.options import seed as check_seed
-from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["ImageSEDGE"]
 
@@ -145,17 +141,7 @@ class ImageSEDGE(_PixelModel):
         invariance: float = 2000.0,
     ) -> None:
         self.invariance = number("invariance", invariance, positive=False)
-        self.n_features = whole("n_features", n_features)
-        self.size = whole("size", size, low=8)
-        if self.size % 8:
-            raise OptionError(f"size={size}: expected a multiple of 8 pixels")
-        self.attributes = {str(k): tuple(str(v) for v in vals) for k, vals in attributes.items()}
-        if not self.attributes or any(len(v) < 2 for v in self.attributes.values()):
-            raise OptionError(
-                f"attributes={attributes!r}: expected at least one attribute, each with two or "
-                "more values"
-            )
-        self.width = whole("width", width)
+        self._check_shape(n_features, size, attributes, width)
         self.hidden = tuple(whole("hidden", h) for h in hidden)
         self.align = number("align", align, positive=False)
         self.alpha = number("alpha", alpha, positive=False)
@@ -295,41 +281,24 @@ class ImageSEDGE(_PixelModel):
             diverging loss.
         :raises OptionError: for a non-positive ``steps``, ``batch_size`` or ``lr``.
         """
-        steps = whole("steps", steps)
-        batch_size = whole("batch_size", batch_size)
-        lr = number("lr", lr)
-        seed = check_seed(seed)
-        with torch_threads(threads):
-            self.to(device)
-            y, z = self._images(images), self.codes(labels)
-            if len(y) != len(z):
-                raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
-            u = None if pool is None else self._images(pool, "pool")
-            batch = min(batch_size, len(y), len(y) if u is None else len(u))
-            start = time.perf_counter()
-            self.net.train()
-            warm = max(1, steps // 3) if not self._fitted else 0
+        return self._fit_pixels(
+            images,
+            labels,
+            pool,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=progress,
+            device=device,
+            threads=threads,
+        )
 
-            def step(i: int) -> float:
-                # the L1 price ramps up over the first third of a fresh fit, so the heads find
-                # their concepts before the penalty can close every mask
-                self._beta_now = self.beta * min(1.0, i / warm) if warm else self.beta
-                return run.step(y, z, u, batch) / len(y)
-
-            with svi(self.model, self.guide, lr=lr, seed=seed) as run:
-                train(
-                    step,
-                    steps,
-                    desc="fit ImageSEDGE",
-                    lr=lr,
-                    on_step=lambda _, loss: self.history["loss"].append(loss),
-                    progress=progress,
-                    fmt=".1f",
-                )
-            self.net.eval()
-            self._fitted = True
-            self.seconds += time.perf_counter() - start
-        return self
+    def _before_step(self, step: int, steps: int) -> None:
+        # the L1 price ramps up over the first third of a fresh fit, so the heads find
+        # their concepts before the penalty can close every mask
+        warm = max(1, steps // 3) if not self._fitted else 0
+        self._beta_now = self.beta * min(1.0, step / warm) if warm else self.beta
 
     # -- using the fit ------------------------------------------------------------------
 
