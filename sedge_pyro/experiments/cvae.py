@@ -41,8 +41,6 @@ References: Sec. 5.1 (models B-E) and Sec. 5.2 of the SEDGE paper; Sohn, Lee and
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,20 +48,16 @@ import numpy as np
 import pandas as pd
 import pyro
 import pyro.distributions as dist
-import pyro.optim
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
 from torch import nn
-from tqdm.auto import tqdm
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES
-from sedge_pyro.errors import DataError, OptionError, TargetError
-from sedge_pyro.experiments.image_sedge import _Decoder, _Encoder, _PixelModel
+from sedge_pyro.errors import TargetError
+from sedge_pyro.experiments.image_nets import _Decoder, _Encoder, _PixelModel
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
-from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["ConditionalImageVAE"]
 
@@ -132,17 +126,7 @@ class ConditionalImageVAE(_PixelModel):
         width: int = 32,
         beta: float = 64.0,
     ) -> None:
-        self.n_features = whole("n_features", n_features)
-        self.size = whole("size", size, low=8)
-        if self.size % 8:
-            raise OptionError(f"size={size}: expected a multiple of 8 pixels")
-        self.attributes = {str(k): tuple(str(v) for v in vals) for k, vals in attributes.items()}
-        if not self.attributes or any(len(v) < 2 for v in self.attributes.values()):
-            raise OptionError(
-                f"attributes={attributes!r}: expected at least one attribute, each with two or "
-                "more values"
-            )
-        self.width = whole("width", width)
+        self._check_shape(n_features, size, attributes, width)
         self.beta = number("beta", beta)
         self.net = _Networks(
             self.n_features, self.size, self.width, [len(v) for v in self.attributes.values()]
@@ -209,38 +193,23 @@ class ConditionalImageVAE(_PixelModel):
             diverging loss.
         :raises OptionError: for a non-positive ``steps``, ``batch_size`` or ``lr``.
         """
-        steps = whole("steps", steps)
-        batch_size = whole("batch_size", batch_size)
-        lr = number("lr", lr)
-        seed = check_seed(seed)
-        with torch_threads(threads):
-            self.to(device)
-            y, z = self._images(images), self.codes(labels)
-            if len(y) != len(z):
-                raise DataError(f"images has {len(y)} rows and labels {len(z)}: expected the same")
-            batch = min(batch_size, len(y))
-            start = time.perf_counter()
-            pyro.set_rng_seed(seed)
-            self.net.train()
-            with pyro.get_param_store().scope():
-                svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-                bar = tqdm(
-                    range(1, steps + 1), desc="fit ConditionalImageVAE", disable=not progress
-                )
-                for step in bar:
-                    loss = svi.step(y, z, batch) / len(y)
-                    if not math.isfinite(loss):
-                        raise DataError(
-                            f"the loss became {loss} at step {step}; try a smaller lr={lr}"
-                        )
-                    self.history["loss"].append(loss)
-                    if step % 50 == 0:
-                        bar.set_postfix(loss=f"{loss:.1f}")
-                bar.close()
-            self.net.eval()
-            self._fitted = True
-            self.seconds += time.perf_counter() - start
-        return self
+        return self._fit_pixels(
+            images,
+            labels,
+            None,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=progress,
+            device=device,
+            threads=threads,
+        )
+
+    def _svi_args(
+        self, y: torch.Tensor, z: torch.Tensor, pool: torch.Tensor | None, batch: int
+    ) -> tuple[Any, ...]:
+        return y, z, batch
 
     # -- using the fit ------------------------------------------------------------------
 

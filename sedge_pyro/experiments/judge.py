@@ -17,10 +17,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES, attribute_codes, image_array
 from sedge_pyro.errors import DataError, OptionError
+from sedge_pyro.models.train import adam_step, minibatches
+from sedge_pyro.models.train import train as train_loop
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
@@ -125,24 +126,20 @@ class AttributeClassifier(nn.Module):
         x, y = self._images(images), self._codes(labels)
         if len(x) != len(y):
             raise DataError(f"images has {len(x)} rows and labels {len(y)}: expected the same")
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
         self.train()
-        steps = epochs * max(1, -(-len(x) // batch_size))
-        bar = tqdm(total=steps, desc="fit judge", disable=not progress)
-        for _ in range(epochs):
-            order = torch.randperm(len(x), generator=order_gen).to(x.device)
-            for start in range(0, len(x), batch_size):
-                idx = order[start : start + batch_size]
-                logits = self(x[idx])
-                loss = sum(
-                    F.cross_entropy(logits[a], y[idx, j]) for j, a in enumerate(self.attributes)
-                )
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                bar.update()
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        bar.close()
+
+        def loss(idx: torch.Tensor) -> torch.Tensor:
+            logits = self(x[idx])
+            return sum(  # type: ignore[return-value]
+                F.cross_entropy(logits[a], y[idx, j]) for j, a in enumerate(self.attributes)
+            )
+
+        batches = minibatches(len(x), batch_size, order_gen, mode="epoch", device=x.device)
+        step = adam_step(self.parameters(), loss, batches, lr=lr)
+        steps = epochs * -(-len(x) // batch_size)
+        train_loop(
+            step, steps, desc="fit judge", eval_every=1, check=False, progress=progress, fmt=".3f"
+        )
         self.eval()
         return self
 

@@ -4,26 +4,23 @@ Every component of the model is fit by the same loop: Pyro's ``SVI`` with ``Trac
 the component's own Pyro program and an empty guide (no latent variables, so the ELBO is the
 log-likelihood and SVI is maximum likelihood; Eq. (4)). Each fit runs in its own parameter-store
 scope, so a user's ``pyro.get_param_store()`` is left alone, and the best parameters on the
-held-out rows are restored at the end.
+held-out rows are restored at the end. The loop itself is :func:`sedge_pyro.models.train.train`,
+the one every fit of the package goes through; this module adds the held-out split and the
+step budget of a component's fit. :class:`History` is re-exported from there.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pyro
-import pyro.optim
 import torch
-from pyro.infer import SVI, Trace_ELBO
 from torch import nn
-from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError
+from sedge_pyro.models.train import History, minibatches, svi, train
 from sedge_pyro.options import whole
 
 __all__ = [
@@ -48,41 +45,6 @@ MIN_STEPS = 2000
 #: ... nor more than this, which bounds the time of a large table's fit when its held-out loss
 #: keeps improving (with ``patience`` it usually stops long before).
 MAX_STEPS = 10_000
-
-
-@dataclass
-class History:
-    """What happened while fitting one component.
-
-    :param name: the component's name (a spec, ``"prior"``, ...).
-    :param steps: SVI steps taken.
-    :param train_loss: training loss per evaluation, per row (negative log-likelihood in
-        normalised units, or the component's own objective, e.g. DDPM's noise MSE).
-    :param val_loss: held-out loss per evaluation, per row (empty without held-out rows).
-    :param eval_steps: the step of each evaluation.
-    :param best_step: the step whose parameters were kept.
-    :param best_val: the held-out loss there (``nan`` without held-out rows).
-    :param seconds: wall-clock time of the fit.
-    :param stopped_early: whether patience ran out before the last step.
-    :param max_steps: the step budget (from ``steps``, ``epochs`` or :func:`schedule`).
-    :param batch_size: rows per step actually used (capped at the training rows).
-    """
-
-    name: str
-    steps: int = 0
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    eval_steps: list[int] = field(default_factory=list)
-    best_step: int = 0
-    best_val: float = math.nan
-    seconds: float = 0.0
-    stopped_early: bool = False
-    max_steps: int = 0
-    batch_size: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy."""
-        return asdict(self)
 
 
 def _empty_guide(*args: Any, **kwargs: Any) -> None:
@@ -141,7 +103,14 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.T
     >>> len(val), len(train)
     (2, 18)
     """
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return _split(n, val_fraction, torch.Generator().manual_seed(seed))
+
+
+def _split(
+    n: int, val_fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`split` with a given generator, which it advances."""
+    order = torch.randperm(n, generator=generator)
     n_val = int(round(n * val_fraction)) if n >= 10 else 0
     return order[:n_val], order[n_val:]
 
@@ -195,66 +164,34 @@ def fit_component(
         raise DataError(f"val_fraction={val_fraction!r}: expected a number in [0, 1)")
     device = tensors[0].device
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=generator)  # split()'s, and advances the generator
-    n_val = int(round(n * val_fraction)) if n >= 10 else 0
-    val_idx, train_idx = order[:n_val].to(device), order[n_val:].to(device)
-    train = [t[train_idx] for t in tensors]
+    val_idx, train_idx = (i.to(device) for i in _split(n, val_fraction, generator))
+    n_val = len(val_idx)
+    train_rows = [t[train_idx] for t in tensors]
     val = [t[val_idx] for t in tensors]
     n_train = n - n_val
     batch, total = schedule(n_train, steps=steps, epochs=epochs, batch_size=batch_size)
-
-    history = History(name=name, max_steps=total, batch_size=batch)
     start = time.perf_counter()
-    pyro.set_rng_seed(seed)
-    with pyro.get_param_store().scope():
-        svi = SVI(model, _empty_guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-        best_state = copy.deepcopy(module.state_dict())
-        best = math.inf
-        bad = 0
-        perm = torch.randperm(n_train, generator=generator).to(device)
-        cursor = 0
-        running, count = 0.0, 0
-        bar = tqdm(total=total, desc=f"fit {name}", disable=not progress, leave=False)
-        for step in range(1, total + 1):
-            if cursor + batch > n_train:
-                perm = torch.randperm(n_train, generator=generator).to(device)
-                cursor = 0
-            idx = perm[cursor : cursor + batch]
-            cursor += batch
-            loss = svi.step(*[t[idx] for t in train], n_total=n_train) / n_train
-            if not math.isfinite(loss):
-                raise DataError(
-                    f"{name}: the loss became {loss} at step {step}; try a smaller lr={lr}"
-                )
-            running += loss
-            count += 1
-            bar.update(1)
-            if step % eval_every == 0 or step == total:
-                history.train_loss.append(running / count)
-                history.eval_steps.append(step)
-                running, count = 0.0, 0
-                if n_val:
-                    with torch.no_grad():
-                        v = svi.evaluate_loss(*val, n_total=n_val) / n_val
-                    history.val_loss.append(v)
-                    bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", val=f"{v:.4f}")
-                    if v < best:
-                        best, bad = v, 0
-                        best_state = copy.deepcopy(module.state_dict())
-                        history.best_step, history.best_val = step, v
-                    else:
-                        bad += 1
-                        if bad >= patience:
-                            history.stopped_early = step < total
-                            history.steps = step
-                            break
-                else:
-                    bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}")
-            history.steps = step
-        bar.close()
-        if n_val:
-            module.load_state_dict(best_state)
-        else:
-            history.best_step = history.steps
+    with svi(model, _empty_guide, lr=lr, seed=seed) as run:
+        batches = minibatches(n_train, batch, generator, device=device)
+
+        def step(_: int) -> float:
+            idx = next(batches)
+            return run.step(*[t[idx] for t in train_rows], n_total=n_train) / n_train
+
+        evaluate = (lambda: run.evaluate_loss(*val, n_total=n_val) / n_val) if n_val else None
+        history = train(
+            step,
+            total,
+            name=name,
+            lr=lr,
+            evaluate=evaluate,
+            eval_every=eval_every,
+            patience=patience,
+            module=module,
+            check="named",
+            progress=progress,
+            leave=False,
+        )
+    history.batch_size = batch
     history.seconds = time.perf_counter() - start
     return history

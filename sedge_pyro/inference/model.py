@@ -147,61 +147,84 @@ class SEDGEModel(SEDGEProgram):
         with torch_threads(threads):
             device = check_device(device)
             if components is None or not self.fitted:
-                kinds = {
-                    z: {
-                        "gaussian": "continuous",
-                        "flow": "continuous",
-                        "bernoulli": "binary",
-                        "monotone": "binary",
-                        "categorical": "categorical",
-                    }.get(self.likelihood_choice[z], "auto")
-                    for z in self.specs
-                }
-                self.columns = Columns.fit(df, self.features, self.specs, kinds)
-                cols = list(self.features) + list(self.specs)
-                self.seen = df[cols].reset_index(drop=True).copy()
-                torch.manual_seed(seed)
-                self._build()
-                self.history = {}
+                self._start_fit(df, seed)
             self.to(device)
             t = self.tensors(df, device=device)
             if prior_data is not None:
                 t = dict(t, X_prior=self._prior_rows(prior_data, device))
-            jobs = self._jobs(t)
-            if components is not None:
-                unknown = [c for c in components if c not in jobs]
-                if unknown:
-                    raise SedgeError(f"component {unknown[0]!r}: expected one of {', '.join(jobs)}")
-                jobs = {k: v for k, v in jobs.items() if k in components}
+            jobs = self._fit_jobs(t, components)
+            fit_kw = dict(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr)
+            fit_kw.update(val_fraction=val_fraction, patience=patience, progress=progress)
             outer = tqdm(jobs.items(), desc="SEDGE fit", disable=not progress, leave=False)
             for i, (name, (module, fn, tensors)) in enumerate(outer):
                 outer.set_postfix(component=name)
-                if isinstance(module, Prior):
-                    module.setup(tensors[0])
-                    if not module.trainable:
-                        self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
-                        continue
-                fit_kw = {
-                    "name": name,
-                    "steps": steps,
-                    "epochs": epochs,
-                    "batch_size": batch_size,
-                    "lr": lr,
-                    "val_fraction": val_fraction,
-                    "patience": patience,
-                    "seed": seed + i,
-                    "progress": progress,
-                }
-                record = fit_component(module, fn, tensors, **fit_kw).to_dict()
-                rival = self._rival(name, module, seed + i)
-                if rival is not None:
-                    record = self._choose(name, module, record, rival, tensors, fit_kw)
-                if name == "prior":
-                    # p(X) of the population, or the training rows' p_D(X): the samplers of
-                    # a diffusion prior treat the two differently (inference/selection.py)
-                    record["population"] = "X_prior" in t
-                self.history[name] = record
+                kw = {"name": name, **fit_kw, "seed": seed + i}
+                self._fit_job(name, module, fn, tensors, kw, population="X_prior" in t)
         return self
+
+    def _start_fit(self, df: pd.DataFrame, seed: int) -> None:
+        """A fresh fit: the columns' normalisation, the training rows, new components
+        (initialised from ``seed``) and an empty history.
+        """
+        kinds = {
+            z: {
+                "gaussian": "continuous",
+                "flow": "continuous",
+                "bernoulli": "binary",
+                "monotone": "binary",
+                "categorical": "categorical",
+            }.get(self.likelihood_choice[z], "auto")
+            for z in self.specs
+        }
+        self.columns = Columns.fit(df, self.features, self.specs, kinds)
+        cols = list(self.features) + list(self.specs)
+        self.seen = df[cols].reset_index(drop=True).copy()
+        torch.manual_seed(seed)
+        self._build()
+        self.history = {}
+
+    def _fit_jobs(
+        self, t: dict[str, torch.Tensor], components: Sequence[str] | None
+    ) -> dict[str, Any]:
+        """The components to fit, each ``(module, program, tensors)``: all, or ``components``.
+
+        :raises SedgeError: naming a component the model does not have.
+        """
+        jobs = self._jobs(t)
+        if components is not None:
+            unknown = [c for c in components if c not in jobs]
+            if unknown:
+                raise SedgeError(f"component {unknown[0]!r}: expected one of {', '.join(jobs)}")
+            jobs = {k: v for k, v in jobs.items() if k in components}
+        return jobs
+
+    def _fit_job(
+        self,
+        name: str,
+        module: nn.Module,
+        fn: Any,
+        tensors: tuple[torch.Tensor, ...],
+        fit_kw: dict[str, Any],
+        *,
+        population: bool,
+    ) -> None:
+        """Fit one component with :func:`~sedge_pyro.inference.fit.fit_component` (and its
+        ``"auto"`` rival, keeping the better) and record its history under ``name``.
+        """
+        if isinstance(module, Prior):
+            module.setup(tensors[0])
+            if not module.trainable:
+                self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
+                return
+        record = fit_component(module, fn, tensors, **fit_kw).to_dict()
+        rival = self._rival(name, module, fit_kw["seed"])
+        if rival is not None:
+            record = self._choose(name, module, record, rival, tensors, fit_kw)
+        if name == "prior":
+            # p(X) of the population, or the training rows' p_D(X): the samplers of
+            # a diffusion prior treat the two differently (inference/selection.py)
+            record["population"] = population
+        self.history[name] = record
 
     def _rival(self, name: str, module: nn.Module, seed: int) -> nn.Module | None:
         """The other candidate of an ``"auto"`` component (a Gaussian for a flow, a flow for

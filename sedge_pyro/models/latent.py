@@ -53,32 +53,26 @@ fitting; :meth:`LatentSEDGE.decode` undoes it.
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyro
 import pyro.distributions as dist
-import pyro.optim
 import torch
-import torch.nn.functional as F
 from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
-from torch import nn
 from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError, OptionError, SedgeError
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.models.align import fast_ica, match_basis, residuals
-from sedge_pyro.models.files import load_model, rebuilding, write_state
-from sedge_pyro.models.likelihoods import GaussianMLP
-from sedge_pyro.models.masks import SigmoidMask
-from sedge_pyro.models.nets import mlp
+from sedge_pyro.models.latent_align import choose_bases
+from sedge_pyro.models.latent_file import _FORMAT as _FORMAT  # read by sedge_pyro.legacy
+from sedge_pyro.models.latent_file import _LatentFile
+from sedge_pyro.models.latent_nets import _check_graph, _matrix, _names, _Networks, _pair
+from sedge_pyro.models.train import svi, train
 from sedge_pyro.options import choice, fraction, number, whole
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import seed as check_seed
@@ -86,154 +80,8 @@ from sedge_pyro.options import threads as torch_threads
 
 __all__ = ["LatentSEDGE"]
 
-_MIN_SCALE = 1e-3
-_FORMAT = "sedge-pyro/latent-1"
 
-
-class _Encoder(nn.Module):
-    r"""Amortised Gaussian :math:`q(b \mid a)`: an MLP to a mean and a Cholesky factor (positive
-    diagonal; ``full=False`` keeps only the diagonal).
-
-    A diagonal posterior would favour latents whose decoder columns are orthogonal (the
-    mismatch :math:`\tfrac12 \log(\prod_j \Sigma_{jj} / \det \Sigma)` of the ELBO), i.e.
-    the principal axes of the observations rather than the variables of the model.
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int], full: bool) -> None:
-        super().__init__()
-        self.out_dim = out_dim
-        tril = torch.tril_indices(out_dim, out_dim, offset=-1)
-        self.register_buffer("tril", tril if full else tril[:, :0])
-        self.net = mlp(in_dim, 2 * out_dim + self.tril.shape[1], hidden)
-
-    def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.out_dim
-        out = self.net(a)
-        loc, diag, off = out[..., :d], out[..., d : 2 * d], out[..., 2 * d :]
-        lower = out.new_zeros(*out.shape[:-1], d, d)
-        lower[..., self.tril[0], self.tril[1]] = off
-        return loc, lower + torch.diag_embed(F.softplus(diag) + _MIN_SCALE)
-
-
-class _FixedMask(SigmoidMask):
-    """A mask that is not learned: the known parents of a spec (Eq. (4) instead of Eq. (5))."""
-
-    def __init__(self, parents: Sequence[bool]) -> None:
-        super().__init__(len(parents))
-        del self.logits
-        self.register_buffer(
-            "logits", torch.tensor([30.0 if p else -30.0 for p in parents], dtype=torch.float32)
-        )
-
-
-class _Networks(nn.Module):
-    """Every parameter of :class:`LatentSEDGE`, registered with Pyro as one module."""
-
-    def __init__(
-        self,
-        d: int,
-        n: int,
-        k: int,
-        m: int,
-        hidden: Sequence[int],
-        decoder_hidden: Sequence[int],
-        mask_init: float,
-        temperature: float | None,
-        components: int,
-        full_cov: tuple[str, ...],
-        parents: list[list[bool]] | None,
-    ) -> None:
-        super().__init__()
-        self._head_config = (d, tuple(hidden), mask_init, temperature, parents)
-        self.enc_x = _Encoder(k, d, hidden, full="x" in full_cov)
-        self.enc_z = _Encoder(m, n, hidden, full="z" in full_cov)
-        self.dec_x = mlp(d, k, decoder_hidden)
-        self.dec_z = mlp(n, m, decoder_hidden)
-        # a factorised prior for X: one Gaussian mixture per feature (components=1: N(0, I))
-        self.components = int(components)
-        grid = torch.linspace(-1.5, 1.5, self.components) if components > 1 else torch.zeros(1)
-        self.prior_logits = nn.Parameter(torch.zeros(d, self.components))
-        self.prior_locs = nn.Parameter(grid.repeat(d, 1))
-        self.prior_raw_scales = nn.Parameter(torch.full((d, self.components), -0.5))
-        self.likelihoods = self.new_likelihoods(n)
-        self.raw_sigma_x = nn.Parameter(torch.zeros(k))
-        self.raw_sigma_z = nn.Parameter(torch.zeros(m))
-        # the latents' bases (models.align): x' = x A_x^T, z' = z A_z^T; identity until fit
-        # aligns them. Eq. (5) and everything the user sees are in the aligned bases.
-        self.register_buffer("align_x", torch.eye(d))
-        self.register_buffer("align_z", torch.eye(n))
-
-    def new_likelihoods(self, n: int) -> nn.ModuleList:
-        """Fresh Eq. (5) heads: one masked Gaussian likelihood per specification."""
-        d, hidden, mask_init, temperature, parents = self._head_config
-        return nn.ModuleList(
-            GaussianMLP(
-                d,
-                hidden=hidden,
-                mask=SigmoidMask(d, init=mask_init, temperature=temperature)
-                if parents is None
-                else _FixedMask(parents[i]),
-            )
-            for i in range(n)
-        )
-
-    def x_prior(self) -> dist.Distribution:
-        """The factorised prior of X, batch shape ``(d,)``."""
-        if self.components == 1:
-            return dist.Normal(torch.zeros_like(self.prior_locs[:, 0]), 1.0)
-        return dist.MixtureSameFamily(
-            dist.Categorical(logits=self.prior_logits),
-            dist.Normal(self.prior_locs, F.softplus(self.prior_raw_scales) + _MIN_SCALE),
-        )
-
-    def sigma_x(self) -> torch.Tensor:
-        return F.softplus(self.raw_sigma_x) + _MIN_SCALE
-
-    def sigma_z(self) -> torch.Tensor:
-        return F.softplus(self.raw_sigma_z) + _MIN_SCALE
-
-    def z_given_x(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""Stacked :math:`h^\mu_i(x \odot M_i), h^\sigma_i(x \odot M_i)`, shape ``(b, n)``."""
-        pairs = [lik.loc_scale(x) for lik in self.likelihoods]
-        return torch.stack([p[0] for p in pairs], -1), torch.stack([p[1] for p in pairs], -1)
-
-    def z_dist(self, x: torch.Tensor) -> dist.Normal:
-        r""":math:`\prod_i p(z_i \mid x \odot M_i)` (Eq. (5)), batch shape ``(b, n)``."""
-        loc, scale = self.z_given_x(x)
-        return dist.Normal(loc, scale)
-
-    def l1(self) -> torch.Tensor:
-        r""":math:`L_s = \sum_i \lVert M_i \rVert_1`."""
-        return sum((lik.mask.l1() for lik in self.likelihoods), self.raw_sigma_x.new_zeros(()))
-
-
-def _names(names: Sequence[str] | None, count: int, prefix: str, arg: str) -> list[str]:
-    if names is None:
-        return [f"{prefix}{j + 1}" for j in range(count)]
-    out = [str(s) for s in names]
-    if len(out) != count or len(set(out)) != count:
-        raise OptionError(f"{arg}={out!r}: expected {count} distinct names")
-    return out
-
-
-def _matrix(values: Any, dim: int, arg: str, columns: list[str] | None = None) -> np.ndarray:
-    """A finite float matrix of ``dim`` columns (a DataFrame may be selected by ``columns``)."""
-    if isinstance(values, pd.DataFrame):
-        if columns is not None and all(c in values.columns for c in columns):
-            values = values[columns]
-        values = values.to_numpy()
-    try:
-        a = np.array(values, dtype=np.float64)  # a copy: pandas may hand out read-only views
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{arg}: expected a numeric matrix ({exc})") from exc
-    if a.ndim != 2 or a.shape[1] != dim:
-        raise DataError(f"{arg} has shape {a.shape}: expected (rows, {dim})")
-    if not np.all(np.isfinite(a)):
-        raise DataError(f"{arg} holds NaN or infinite values: expected finite numbers")
-    return a
-
-
-class LatentSEDGE:
+class LatentSEDGE(_LatentFile):
     r"""Learn features :math:`X` and specifications :math:`Z` from :math:`Y_X, Y_Z` (Eq. (7)).
 
     Minimises :math:`L_{ng} = L_r + \alpha L_m + \beta L_s` (Sec. 4.1) as the negative
@@ -330,13 +178,7 @@ class LatentSEDGE:
         self.alpha, self.beta = alpha, beta
         self.graph = graph
         if graph is not None:
-            if not isinstance(graph, SpecGraph):
-                raise OptionError(f"graph={graph!r}: expected a SpecGraph or None")
-            if (len(graph.features), len(graph.specs)) != (self.n_features, self.n_specs):
-                raise OptionError(
-                    f"graph has {len(graph.features)} features and {len(graph.specs)} specs: "
-                    f"expected n_features={self.n_features} and n_specs={self.n_specs}"
-                )
+            _check_graph(graph, self.n_features, self.n_specs)
             feature_names, spec_names = graph.features, graph.specs
         self.feature_names = _names(feature_names, self.n_features, "x", "feature_names")
         self.spec_names = _names(spec_names, self.n_specs, "z", "spec_names")
@@ -447,47 +289,34 @@ class LatentSEDGE:
             two rows, or a diverging loss.
         :raises OptionError: for a non-positive ``steps``, ``batch_size`` or ``lr``.
         """
-        a_x, a_z = self._pair(y_x, y_z, least=2)
+        a_x, a_z = _pair(y_x, y_z, (self.obs_x_dim, self.obs_z_dim), least=2)
         steps = whole("steps", steps)
         batch_size = whole("batch_size", batch_size)
         checkpoint_every = whole("checkpoint_every", checkpoint_every)
         lr = number("lr", lr)
         seed = check_seed(seed)
         with torch_threads(threads):
-            dev = check_device(device)
-            self.device = dev
-            self.net.to(dev)
-            t_x = torch.as_tensor(a_x, dtype=torch.float32, device=dev)
-            t_z = torch.as_tensor(a_z, dtype=torch.float32, device=dev)
-            # centre each column but divide by one overall scale: a per-column scale would
-            # distort the geometry of the mixing (and images have constant pixels)
-            self._stats = {
-                "x": (t_x.mean(0), (t_x - t_x.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)),
-                "z": (t_z.mean(0), (t_z - t_z.mean(0)).pow(2).mean().sqrt().clamp_min(1e-8)),
-            }
-            t_x, t_z = self._standardise(t_x, "x"), self._standardise(t_z, "z")
+            t_x, t_z = self._fit_stats(a_x, a_z, check_device(device))
             n_rows = len(t_x)
             batch = min(batch_size, n_rows)
             start = time.perf_counter()
-            pyro.set_rng_seed(seed)
+
+            def record(step: int, loss: float) -> None:
+                self.history["loss"].append(loss)
+                if checkpoint is not None and step % checkpoint_every == 0:
+                    self.seconds = time.perf_counter() - start
+                    self.save(checkpoint, overwrite=True)
+
             self.net.train()
-            # own parameter-store scope, so the user's store is left alone (as fit_component)
-            with pyro.get_param_store().scope():
-                svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-                bar = tqdm(range(1, steps + 1), desc="fit LatentSEDGE", disable=not progress)
-                for step in bar:
-                    loss = svi.step(t_x, t_z, batch) / n_rows
-                    if not math.isfinite(loss):
-                        raise DataError(
-                            f"the loss became {loss} at step {step}; try a smaller lr={lr}"
-                        )
-                    self.history["loss"].append(loss)
-                    if step % 50 == 0:
-                        bar.set_postfix(loss=f"{loss:.4f}")
-                    if checkpoint is not None and step % checkpoint_every == 0:
-                        self.seconds = time.perf_counter() - start
-                        self.save(checkpoint, overwrite=True)
-                bar.close()
+            with svi(self.model, self.guide, lr=lr, seed=seed) as run:
+                train(
+                    lambda _: run.step(t_x, t_z, batch) / n_rows,
+                    steps,
+                    desc="fit LatentSEDGE",
+                    lr=lr,
+                    on_step=record,
+                    progress=progress,
+                )
             self.net.eval()
             self._fitted = True
             if align and n_rows >= 10:
@@ -514,102 +343,31 @@ class LatentSEDGE:
         :raises DataError: for wrong widths, mismatched rows or non-finite values.
         """
         self._check_fitted()
-        a_x, a_z = self._pair(y_x, y_z, least=10)
+        a_x, a_z = _pair(y_x, y_z, (self.obs_x_dim, self.obs_z_dim), least=10)
         seed = check_seed(seed)
         t_x = self._standardise(torch.as_tensor(a_x, dtype=torch.float32, device=self.device), "x")
         t_z = self._standardise(torch.as_tensor(a_z, dtype=torch.float32, device=self.device), "z")
         return self._seeded_align(t_x, t_z, seed=seed, progress=progress)
 
-    def _pair(self, y_x: Any, y_z: Any, *, least: int) -> tuple[np.ndarray, np.ndarray]:
-        """``y_x`` and ``y_z`` as checked matrices with the same rows, at least ``least``."""
-        a_x = _matrix(y_x, self.obs_x_dim, "y_x")
-        a_z = _matrix(y_z, self.obs_z_dim, "y_z")
-        if len(a_x) != len(a_z):
-            raise DataError(f"y_x has {len(a_x)} rows and y_z {len(a_z)}: expected the same rows")
-        if len(a_x) < least:
-            raise DataError(f"y_x has {len(a_x)} rows: expected at least {least}")
-        return a_x, a_z
-
-    def _seeded_align(
-        self, t_x: torch.Tensor, t_z: torch.Tensor, *, seed: int, progress: bool
-    ) -> dict[str, Any]:
-        """:meth:`_align` on its own RNG stream: seeded, and the caller's torch state kept."""
-        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(seed)
-            return self._align(t_x, t_z, seed=seed, progress=progress)
-
     def _align(
         self, t_x: torch.Tensor, t_z: torch.Tensor, *, seed: int, progress: bool
     ) -> dict[str, Any]:
-        r"""Choose the latents' bases and refit Eq. (5)'s heads in them (App. B.1).
-
-        Candidates for each block: the current basis and the ICA of its residuals
-        (:mod:`sedge_pyro.models.align`; the specs' only with ``z_prior="standard"``, whose
-        :math:`N(0, I)` is what mixes them). For each combination fresh Eq. (5) heads are fitted
-        on 80% of the encoded rows, and the combination with the lowest held-out
-        :math:`\alpha L_m + \beta L_s` per row wins (:math:`L_m` with the Jacobian of the
-        spec basis, so it scores the same encoded specs in every basis). Its heads, masks
-        and bases are kept.
+        """Choose the latents' bases and refit Eq. (5)'s heads in them (App. B.1, with
+        :func:`~sedge_pyro.models.latent_align.choose_bases`); its heads, masks and bases are
+        kept.
         """
         net = self.net
-        gen = np.random.default_rng(seed)
-        rows = gen.permutation(len(t_x))[: min(len(t_x), 10_000)]
-        with torch.no_grad():
-            x_raw = net.enc_x(t_x[rows])[0].double().cpu().numpy()
-            z_raw = net.enc_z(t_z[rows])[0].double().cpu().numpy()
-        current = {
-            "x": net.align_x.double().cpu().numpy(),
-            "z": net.align_z.double().cpu().numpy(),
-        }
-        options: dict[str, list[tuple[str, np.ndarray]]] = {
-            k: [("vae", current[k])] for k in current
-        }
-        x_cur, z_cur = x_raw @ current["x"].T, z_raw @ current["z"].T
-        ica_x = fast_ica(residuals(z_cur, x_cur, seed=seed), seed=seed) @ current["x"]
-        options["x"].append(("ica", ica_x))
-        if self.z_prior == "standard":
-            ica_z = fast_ica(residuals(x_cur, z_cur, seed=seed), seed=seed) @ current["z"]
-            options["z"].append(("ica", ica_z))
-        # keep names and units: each new component takes the slot of the current one it
-        # follows most closely
-        for key, cur in (("x", x_cur), ("z", z_cur)):
-            base = current[key]
-            options[key] = [
-                (name, b if name == "vae" else match_basis(b @ np.linalg.inv(base), cur) @ base)
-                for name, b in options[key]
-            ]
-            # a degenerate block (constant residuals) gives no usable candidate
-            options[key] = [
-                (name, b)
-                for name, b in options[key]
-                if np.all(np.isfinite(b)) and abs(np.linalg.det(b)) > 1e-12
-            ]
-        split = int(0.8 * len(rows))
-        scores: dict[str, float] = {}
-        best: tuple[float, str, Any, np.ndarray, np.ndarray] | None = None
-        for (nx, a_x), (nz, a_z) in ((px, pz) for px in options["x"] for pz in options["z"]):
-            label = f"x:{nx} z:{nz}"
-            heads = net.new_likelihoods(self.n_specs).to(self.device)
-            x_t = torch.as_tensor(x_raw @ a_x.T, dtype=torch.float32, device=self.device)
-            z_t = torch.as_tensor(z_raw @ a_z.T, dtype=torch.float32, device=self.device)
-            # enough steps for the masks to settle; fewer on small data, where little rests on it
-            steps = min(2000, max(200, 10 * split))
-            self._fit_heads(heads, x_t[:split], z_t[:split], seed=seed, steps=steps)
-            with torch.no_grad():
-                nll = -sum(
-                    h.condition(x_t[split:]).log_prob(z_t[split:, i]).mean()
-                    for i, h in enumerate(heads)
-                )
-                l1 = sum(h.mask.l1() for h in heads)
-            _, logdet = np.linalg.slogdet(a_z)
-            score = self.alpha * (float(nll) - float(logdet)) + self.beta * float(l1)
-            score = score if math.isfinite(score) else math.inf
-            scores[label] = score
-            if best is None or score < best[0]:
-                best = (score, label, heads, a_x, a_z)
-        assert best is not None
-        _, label, heads, a_x, a_z = best
+        label, heads, a_x, a_z, scores = choose_bases(
+            net,
+            t_x,
+            t_z,
+            n_specs=self.n_specs,
+            z_prior=self.z_prior,
+            alpha=self.alpha,
+            beta=self.beta,
+            device=self.device,
+            seed=seed,
+        )
         net.likelihoods = heads
         net.align_x.copy_(torch.as_tensor(a_x, dtype=torch.float32))
         net.align_z.copy_(torch.as_tensor(a_z, dtype=torch.float32))
@@ -620,136 +378,20 @@ class LatentSEDGE:
             tqdm.write(f"LatentSEDGE: kept bases {label} (held-out Eq. (5) per row: {shown})")
         return self.alignment
 
-    def _fit_heads(
-        self,
-        heads: nn.ModuleList,
-        x: torch.Tensor,
-        z: torch.Tensor,
-        *,
-        seed: int,
-        steps: int = 2000,
-        batch_size: int = 512,
-    ) -> None:
-        r"""Fit Eq. (5)'s heads on given latents: :math:`\alpha L_m + \beta L_s` per row."""
-        heads.train()
-        opt = torch.optim.Adam(heads.parameters(), lr=1e-2)
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        for _ in range(steps):
-            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen).to(x.device)
-            opt.zero_grad()
-            nll = -sum(h.condition(x[idx]).log_prob(z[idx, i]).mean() for i, h in enumerate(heads))
-            l1 = sum(h.mask.l1() for h in heads)
-            loss = self.alpha * nll + self.beta * l1
-            loss.backward()
-            opt.step()
-        heads.eval()
-
-    # -- saving -------------------------------------------------------------------------
-
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments, enough to rebuild an unfitted copy."""
-        return {
-            "n_features": self.n_features,
-            "n_specs": self.n_specs,
-            "obs_x_dim": self.obs_x_dim,
-            "obs_z_dim": self.obs_z_dim,
-            "hidden": list(self.hidden),
-            "decoder_hidden": list(self.decoder_hidden),
-            "prior_components": self.prior_components,
-            "full_cov": list(self.full_cov),
-            "alpha": self.alpha,
-            "beta": self.beta,
-            "feature_names": list(self.feature_names),
-            "spec_names": list(self.spec_names),
-            "mask_init": self.mask_init,
-            "temperature": self.temperature,
-            "z_prior": self.z_prior,
-            "graph": None if self.graph is None else self.graph.to_json(),
-        }
-
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Save the model (configuration, weights, standardisation, history) to one
-        safetensors file: tensors as tensors, the rest as JSON in its header, no code.
-
-        Written to a temporary file renamed to ``path`` once complete.
-
-        :param path: the file (``.safetensors`` by convention).
-        :param overwrite: replace an existing file; by default an existing file is kept.
-        :returns: the path.
-        :raises SedgeError: when the file exists and ``overwrite`` is false.
-        """
-        return write_state(self.state(), path, overwrite=overwrite)
-
-    def state(self) -> dict[str, Any]:
-        """Everything :meth:`load` needs, as plain Python and tensors."""
-        return {
-            "format": _FORMAT,
-            "config": self.config(),
-            "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            "stats": {k: (m.cpu(), s.cpu()) for k, (m, s) in self._stats.items()},
-            "history": {k: list(v) for k, v in self.history.items()},
-            # a checkpoint taken during fit is usable: weights and standardisation exist
-            "fitted": self._fitted or bool(self._stats),
-            "alignment": self.alignment,
-            "seconds": self.seconds,
-        }
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
-    ) -> LatentSEDGE:
-        """Load a model written by :meth:`save` (or a checkpoint of :meth:`fit`). Reading
-        never runs code from the file.
-
-        :raises OptionError: for a device that does not exist here.
-        :raises SedgeError: naming the path when it is missing, damaged, not a saved
-            LatentSEDGE, or of the old pickle format (see :func:`sedge_pyro.legacy`).
-        """
-        return load_model(cls, path, _FORMAT, device)
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any], *, where: Any = "state") -> LatentSEDGE:
-        """Rebuild a model from :meth:`state` (on the CPU).
-
-        :param where: the file the state came from, for messages.
-        :raises SedgeError: naming ``where`` when an entry is missing or malformed.
-        """
-        with rebuilding(where, "LatentSEDGE"):
-            config = dict(state["config"])
-            if config.get("graph") is not None:
-                config["graph"] = SpecGraph.from_json(config["graph"])
-            model = cls(**config)
-            missing, unexpected = model.net.load_state_dict(state["state"], strict=False)
-            if unexpected or set(missing) - {"align_x", "align_z"}:
-                raise SedgeError(
-                    f"{str(where)!r} does not match its configuration: missing {missing}, "
-                    f"unexpected {unexpected}"
-                )
-            model.alignment = state.get("alignment")
-            model._stats = {k: (m, s) for k, (m, s) in dict(state["stats"]).items()}
-            model.history = dict(state["history"])
-            model._fitted = bool(state["fitted"])
-            model.seconds = float(state["seconds"])
-        model.net.eval()
-        return model
-
-    def to(self, device: str | torch.device) -> LatentSEDGE:
-        """Move the networks and the standardisation to ``device``; returns ``self``."""
-        dev = check_device(device)
-        self.device = dev
-        self.net.to(dev)
-        self._stats = {k: (m.to(dev), s.to(dev)) for k, (m, s) in self._stats.items()}
-        return self
+    def _seeded_align(
+        self, t_x: torch.Tensor, t_z: torch.Tensor, *, seed: int, progress: bool
+    ) -> dict[str, Any]:
+        """:meth:`_align` on its own RNG stream: seeded, and the caller's torch state kept."""
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            return self._align(t_x, t_z, seed=seed, progress=progress)
 
     # -- using the fit ------------------------------------------------------------------
 
     def _check_fitted(self) -> None:
         if not self._fitted:
             raise SedgeError("the model is not fitted: call model.fit(y_x, y_z) first")
-
-    def _standardise(self, t: torch.Tensor, key: str) -> torch.Tensor:
-        mean, std = self._stats[key]
-        return (t - mean) / std
 
     def encode(self, y_x: Any = None, y_z: Any = None) -> pd.DataFrame:
         r"""Posterior means :math:`E_q[X \mid y_X]` and/or :math:`E_q[Z \mid y_Z]`.
