@@ -33,11 +33,13 @@ algorithms for independent component analysis", IEEE TNN 1999.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 import torch
 
 from sedge_pyro.models.nets import mlp
+from sedge_pyro.models.train import adam_step, train
 
 __all__ = ["fast_ica", "match_basis", "residuals"]
 
@@ -81,12 +83,10 @@ def residuals(
         net = mlp(a.shape[1], b.shape[1], hidden)
     fit_rows = np.random.default_rng(seed).permutation(len(a))[:max_rows]
     a_fit, b_fit = a[fit_rows], b[fit_rows]
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = (net(a_fit) - b_fit).pow(2).mean()
-        loss.backward()
-        opt.step()
+    step = adam_step(
+        net.parameters(), lambda _: (net(a_fit) - b_fit).pow(2).mean(), repeat(None), lr=lr
+    )
+    train(step, steps, name="residual regression", lr=lr, check="named", progress=False)
     with torch.no_grad():
         fitted = net(a).double().numpy() * t_sd + t_mean
     return t - fitted

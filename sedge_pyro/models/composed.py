@@ -30,8 +30,6 @@ References:
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,12 +37,11 @@ import numpy as np
 import pandas as pd
 import pyro
 import torch
-from pyro.infer import SVI, Trace_ELBO
-from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError, OptionError, TargetError
 from sedge_pyro.models.nets import mlp
 from sedge_pyro.models.priors import DiffusionPrior
+from sedge_pyro.models.train import svi, train
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
 
@@ -208,18 +205,16 @@ class ComposedDiffusion(DiffusionPrior):
         c = self.condition({s: labels[s].astype(str).tolist() for s in self.levels}, len(xt))
         self.setup(xt)
         batch = min(batch_size, len(xt))
-        start = time.perf_counter()
-        pyro.set_rng_seed(seed)
-        with pyro.get_param_store().scope():
-            svi = SVI(self._model, self._guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-            bar = tqdm(range(1, steps + 1), desc="fit ComposedDiffusion", disable=not progress)
-            for step in bar:
-                loss = svi.step(xt, c, batch) / (len(xt) * self.dim)
-                if not math.isfinite(loss):
-                    raise DataError(f"the loss became {loss} at step {step}; try a smaller lr")
-                self.history["loss"].append(loss)
-            bar.close()
-        self.seconds += time.perf_counter() - start
+        with svi(self._model, self._guide, lr=lr, seed=seed) as fit:
+            history = train(
+                lambda _: fit.step(xt, c, batch) / (len(xt) * self.dim),
+                steps,
+                name="ComposedDiffusion",
+                lr=lr,
+                on_step=lambda _, loss: self.history["loss"].append(loss),
+                progress=progress,
+            )
+        self.seconds += history.seconds
         return self
 
     # -- sampling -----------------------------------------------------------------------
