@@ -20,7 +20,7 @@ from typing import Any
 
 from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval, Var
-from sedge_pyro.options import SEED_LIMIT, default_threads, threads
+from sedge_pyro.options import SEED_LIMIT, default_threads, threads, whole
 from sedge_pyro.version import __version__
 
 __all__ = ["main", "parse_options", "parse_target"]
@@ -239,9 +239,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     import time
 
     for flag in ("steps", "epochs", "batch_size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise OptionError(f"--{flag.replace('_', '-')} {value}: expected a positive number")
+        name = f"--{flag.replace('_', '-')}"
+        whole(name, getattr(args, flag), none_ok=True, expected="a positive number", sep=" ")
     if not args.lr > 0:
         raise OptionError(f"--lr {args.lr}: expected a positive learning rate")
     graph = _read_graph(args.graph)
@@ -356,8 +355,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     graph = _read_graph(args.graph)
     target = parse_target(args.target)
-    if args.steps is not None and args.steps < 1:
-        raise OptionError(f"--steps {args.steps}: expected a positive number")
+    whole("--steps", args.steps, none_ok=True, expected="a positive number", sep=" ")
     if args.json is not None:
         _refuse_overwrite(args.json, args.overwrite)
         _check_writable(args.json, "--json")

@@ -17,6 +17,7 @@ import pandas as pd
 from sedge_pyro.assumptions import is_continuous
 from sedge_pyro.errors import DataError, OptionError, TargetError
 from sedge_pyro.expr import Interval
+from sedge_pyro.options import whole
 
 __all__ = [
     "MCCResult",
@@ -247,10 +248,8 @@ def mmd_floor(
     total = len(rows)
     if n is None:
         n = total // 2
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise OptionError(f"n={n!r}: expected a positive integer number of rows per subset")
-    if isinstance(repeats, bool) or not isinstance(repeats, int | np.integer) or repeats < 1:
-        raise OptionError(f"repeats={repeats!r}: expected a positive integer")
+    whole("n", n, expected="a positive integer number of rows per subset")
+    whole("repeats", repeats, expected="a positive integer")
     if 2 * n > total:
         raise DataError(
             f"n={n}: two disjoint subsets need 2 n = {2 * n} rows, but reference has {total}"
@@ -525,10 +524,7 @@ def pair_plot(
                 f"{name} has no column {missing[0]!r}: expected columns {needed} "
                 f"(it has {list(frame.columns)})"
             )
-    if max_points is not None and (
-        isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1
-    ):
-        raise OptionError(f"max_points={max_points!r}: expected a positive number or None")
+    whole("max_points", max_points, none_ok=True, expected="a positive number or None")
     axes = _axes(ax, len(pairs))
     rng = np.random.default_rng(seed)
     style = {

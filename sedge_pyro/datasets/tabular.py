@@ -27,6 +27,7 @@ from sedge_pyro.datasets.mechanism import Mechanism, _column, _is_number
 from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval
 from sedge_pyro.graph import SpecGraph
+from sedge_pyro.options import whole
 
 
 def _check_region(
@@ -246,8 +247,7 @@ def synthetic(
     >>> bool((data.oracle.z1 == 1).all()), data.graph.specs
     (True, ('z1',))
     """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise DataError(f"n={n!r}: expected a positive integer number of rows")
+    whole("n", n, error=DataError, expected="a positive integer number of rows")
     if not isinstance(features, Mapping) or not features:
         raise OptionError(
             f"features={features!r}: expected a non-empty mapping name -> (low, high)"

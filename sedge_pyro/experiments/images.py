@@ -78,6 +78,7 @@ from sedge_pyro.identify import identify
 from sedge_pyro.inference.model import SEDGEModel
 from sedge_pyro.models.composed import ComposedDiffusion
 from sedge_pyro.options import device as check_device
+from sedge_pyro.options import whole
 from sedge_pyro.version import __version__
 
 __all__ = [
@@ -258,15 +259,13 @@ def image_experiment(
     :returns: an :class:`ImageExperiment`.
     :raises OptionError: for a bad seed or an unknown or non-positive size.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise OptionError(f"seed={seed!r}: expected a whole number >= 0")
+    whole("seed", seed, 0)
     dev = check_device(device)
     size = dict(SIZES["quick" if quick else "full"])
     for key, value in (sizes or {}).items():
         if key not in size:
             raise OptionError(f"sizes names {key!r}: expected keys among {', '.join(size)}")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise OptionError(f"sizes[{key!r}]={value!r}: expected a positive whole number")
+        whole(f"sizes[{key!r}]", value, expected="a positive whole number")
         size[key] = value
     err = stream or sys.stderr
     seconds: dict[str, float] = {}

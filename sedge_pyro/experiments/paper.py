@@ -51,6 +51,7 @@ from sedge_pyro.examples import EXAMPLES
 from sedge_pyro.expr import Interval, Var
 from sedge_pyro.identify import identify
 from sedge_pyro.inference.model import SEDGEModel
+from sedge_pyro.options import whole
 from sedge_pyro.version import __version__
 
 __all__ = [
@@ -160,8 +161,7 @@ def paper_experiment(
     if quick:
         rows, draws, steps = min(rows, 12_000), min(draws, 500), min(steps, 300)
     for name, value in (("rows", rows), ("draws", draws), ("steps", steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise OptionError(f"{name}={value!r}: expected a positive whole number")
+        whole(name, value, expected="a positive whole number")
     runs = RUNS
     if only is not None:
         labels = {r[0] for r in RUNS}

@@ -43,6 +43,7 @@ from sedge_pyro.errors import DataError, OptionError, TargetError
 from sedge_pyro.models.base import ConditionalDensity
 from sedge_pyro.models.masks import SigmoidMask
 from sedge_pyro.models.nets import mlp
+from sedge_pyro.options import whole
 
 __all__ = [
     "BernoulliMLP",
@@ -524,8 +525,7 @@ class ConditionalFlow(_ContextMixin, ConditionalDensity):
         mask: MaskArg = None,
     ) -> None:
         super().__init__(y_dim, context_dim)
-        if self.y_dim < 1:
-            raise OptionError(f"y_dim={y_dim!r}: expected at least 1")
+        whole("y_dim", self.y_dim, expected="at least 1")
         if int(count_bins) < 2:
             raise OptionError(f"count_bins={count_bins!r}: expected at least 2")
         if not bound > 0:
@@ -533,8 +533,7 @@ class ConditionalFlow(_ContextMixin, ConditionalDensity):
         if transform not in _FLOW_TRANSFORMS:
             raise OptionError(f"transform={transform!r}: expected one of {_FLOW_TRANSFORMS}")
         n = (1 if self.y_dim == 1 else 2) if n_transforms is None else int(n_transforms)
-        if n < 1:
-            raise OptionError(f"n_transforms={n_transforms!r}: expected at least 1")
+        whole("n_transforms", n, expected="at least 1")
         self.count_bins, self.bound, self.n_transforms = int(count_bins), float(bound), n
         self.hidden = tuple(int(h) for h in hidden)
         self.transform = transform
@@ -676,8 +675,7 @@ class JointGaussian(_MLPDensity):
         min_scale: float = 1e-3,
     ) -> None:
         d = int(y_dim)
-        if d < 1:
-            raise OptionError(f"y_dim={y_dim!r}: expected at least 1")
+        whole("y_dim", d, expected="at least 1")
         super().__init__(d, context_dim, d + d * (d + 1) // 2, hidden, None)
         self.min_scale = float(min_scale)
         rows, cols = torch.tril_indices(d, d)

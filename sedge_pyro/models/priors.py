@@ -51,6 +51,7 @@ from torch import nn
 from sedge_pyro.errors import DataError, OptionError
 from sedge_pyro.models.base import Prior, data_plate, seen_box
 from sedge_pyro.models.nets import mlp
+from sedge_pyro.options import whole
 
 __all__ = ["DiffusionPrior", "EmpiricalPrior", "FlowPrior", "GaussianPrior"]
 
@@ -134,8 +135,7 @@ class EmpiricalPrior(Prior):
 
     def __init__(self, dim: int, jitter: float = 0.0) -> None:
         super().__init__(dim)
-        if self.dim < 1:
-            raise OptionError(f"dim={dim!r}: expected at least 1")
+        whole("dim", self.dim, expected="at least 1")
         if not jitter >= 0:
             raise OptionError(f"jitter={jitter!r}: expected a number >= 0")
         self.jitter = float(jitter)
@@ -185,8 +185,7 @@ class GaussianPrior(Prior):
 
     def __init__(self, dim: int) -> None:
         super().__init__(dim)
-        if self.dim < 1:
-            raise OptionError(f"dim={dim!r}: expected at least 1")
+        whole("dim", self.dim, expected="at least 1")
         self.loc: torch.Tensor
         self.scale_tril: torch.Tensor
         self.register_buffer("loc", torch.zeros(self.dim))
@@ -340,14 +339,12 @@ class FlowPrior(Prior):
         box: bool = False,
     ) -> None:
         super().__init__(dim)
-        if self.dim < 1:
-            raise OptionError(f"dim={dim!r}: expected at least 1")
+        whole("dim", self.dim, expected="at least 1")
         if not isinstance(box, bool):
             raise OptionError(f"box={box!r}: expected True or False")
         if kind not in FLOW_KINDS:
             raise OptionError(f"kind={kind!r}: expected one of {FLOW_KINDS}")
-        if int(n_transforms) < 1:
-            raise OptionError(f"n_transforms={n_transforms!r}: expected at least 1")
+        whole("n_transforms", int(n_transforms), expected="at least 1")
         if int(count_bins) < 2:
             raise OptionError(f"count_bins={count_bins!r}: expected at least 2")
         if not bound > 0:
@@ -619,8 +616,7 @@ class DiffusionPrior(Prior):
         box: bool = True,
     ) -> None:
         super().__init__(dim)
-        if self.dim < 1:
-            raise OptionError(f"dim={dim!r}: expected at least 1")
+        whole("dim", self.dim, expected="at least 1")
         if not isinstance(box, bool):
             raise OptionError(f"box={box!r}: expected True or False")
         self.box = box
@@ -628,8 +624,7 @@ class DiffusionPrior(Prior):
             _register_box(self, self.dim)
         if not 0.0 <= ema_decay < 1.0:
             raise OptionError(f"ema_decay={ema_decay!r}: expected a number in [0, 1)")
-        if int(T) < 1:
-            raise OptionError(f"T={T!r}: expected at least 1")
+        whole("T", int(T), expected="at least 1")
         if schedule not in SCHEDULES:
             raise OptionError(f"schedule={schedule!r}: expected one of {SCHEDULES}")
         if int(time_embedding_dim) < 2 or int(time_embedding_dim) % 2:
