@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from sedge_pyro.errors import DataError
-from sedge_pyro.models.priors import _randint, _resize_buffer_on_load
+from sedge_pyro.models.prior_tools import _randint, _resize_buffer_on_load
 from sedge_pyro.options import whole
 
 __all__ = ["NearestNeighbourConditional"]
