@@ -1,5 +1,8 @@
 """Checks of user options (sampler settings, model sizes, weights), shared by every layer: each
 raises :class:`~sedge_pyro.OptionError` naming the option, its value and what was expected.
+
+torch is imported inside the functions that need it (:func:`device`, the thread counts), so the
+foundation (graph, datasets, diagnostics) can use these checks without loading torch.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ import math
 import numbers
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sedge_pyro.errors import OptionError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "choice",
@@ -30,13 +34,41 @@ __all__ = [
 ]
 
 
-def whole(name: str, value: Any, low: int = 1, *, none_ok: bool = False) -> int | None:
-    """A whole number ``>= low`` (or ``None`` when ``none_ok``)."""
+def whole(
+    name: str,
+    value: Any,
+    low: int = 1,
+    *,
+    none_ok: bool = False,
+    error: type[Exception] = OptionError,
+    expected: str | None = None,
+    sep: str = "=",
+) -> int | None:
+    """A whole number ``>= low`` (or ``None`` when ``none_ok``).
+
+    :param name: the option's name in the message.
+    :param value: the value to check; ``bool`` is refused, numpy integers are accepted.
+    :param low: the smallest value allowed.
+    :param none_ok: accept ``None`` (and return it).
+    :param error: the exception raised (:class:`~sedge_pyro.DataError` for a data size).
+    :param expected: what the message says was expected (default ``"a whole number >= low"``).
+    :param sep: between the name and the value in the message (``" "`` for a command-line flag).
+    :returns: ``int(value)``, or ``None``.
+    :raises OptionError: (or ``error``) naming ``name``, ``value`` and what was expected.
+
+    >>> whole("steps", 3)
+    3
+    >>> whole("n", 0, expected="a positive integer number of rows")
+    Traceback (most recent call last):
+    ...
+    sedge_pyro.errors.OptionError: n=0: expected a positive integer number of rows
+    """
     if value is None and none_ok:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         extra = " or None" if none_ok else ""
-        raise OptionError(f"{name}={value!r}: expected a whole number >= {low}{extra}")
+        what = f"a whole number >= {low}{extra}" if expected is None else expected
+        raise error(f"{name}{sep}{value!r}: expected {what}")
     return int(value)
 
 
@@ -97,6 +129,8 @@ def choice(name: str, value: Any, options: Sequence[str]) -> str:
 
 def device(value: Any, name: str = "device") -> torch.device:
     """A torch device that exists here: ``"cpu"``, ``"cuda"`` (when available), ``"cuda:1"``..."""
+    import torch
+
     try:
         dev = torch.device(value)
     except (RuntimeError, TypeError):
@@ -145,6 +179,8 @@ def set_threads(n: int | None) -> None:
 
     :raises OptionError: when ``n`` is not a whole number >= 1 or ``None``.
     """
+    import torch
+
     count = whole("threads", n, none_ok=True)
     _EXPLICIT.set(count)
     torch.set_num_threads(default_threads() if count is None else count)
@@ -168,6 +204,8 @@ def threads(n: int | None = None, name: str = "threads") -> Iterator[int]:
     ...         torch.get_num_threads()
     3
     """
+    import torch
+
     token = None
     if n is None:
         count = _EXPLICIT.get() or default_threads()

@@ -12,6 +12,7 @@ import pandas as pd
 
 from sedge_pyro.errors import DataError
 from sedge_pyro.graph import SpecGraph
+from sedge_pyro.options import whole
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,7 @@ def linear_gaussian(
     >>> mean.shape, cov.shape
     ((3,), (3, 3))
     """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise DataError(f"n={n!r}: expected a positive integer number of rows")
+    whole("n", n, error=DataError, expected="a positive integer number of rows")
     graph = SpecGraph.from_parents({"z1": ["x1", "x2"], "z2": ["x2", "x3"]})
     mean = np.array([0.5, -0.3, 0.2])
     if cov is None:

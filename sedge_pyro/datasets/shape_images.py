@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sedge_pyro.errors import DataError, OptionError
+from sedge_pyro.options import whole
 
 #: the attributes of :func:`shapes` and their values, in label-code order
 SHAPE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -205,8 +206,7 @@ def shapes(
     >>> bool(data.is_held_out(data.labels).any()), bool(data.is_held_out(data.held_labels).all())
     (False, True)
     """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise DataError(f"n={n!r}: expected a positive integer number of images")
+    whole("n", n, error=DataError, expected="a positive integer number of images")
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 16:
         raise OptionError(f"size={size!r}: expected an integer image side >= 16 pixels")
     combos = _check_held_out(held_out)

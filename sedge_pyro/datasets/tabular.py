@@ -27,6 +27,7 @@ from sedge_pyro.datasets.mechanism import Mechanism, _column, _is_number
 from sedge_pyro.errors import DataError, OptionError, SedgeError, TargetError
 from sedge_pyro.expr import Interval
 from sedge_pyro.graph import SpecGraph
+from sedge_pyro.options import whole
 
 
 def _check_region(
@@ -208,6 +209,44 @@ def _novel_mask(
     return mask
 
 
+def _feature_ranges(features: Any) -> dict[str, tuple[float, float]]:
+    """Step 1 of :func:`synthetic`: each feature's ``(low, high)``, checked."""
+    if not isinstance(features, Mapping) or not features:
+        raise OptionError(
+            f"features={features!r}: expected a non-empty mapping name -> (low, high)"
+        )
+    ranges: dict[str, tuple[float, float]] = {}
+    for name, bounds in features.items():
+        if not isinstance(name, str):
+            raise OptionError(f"features names {name!r}: expected a string")
+        try:
+            lo, hi = bounds
+        except (TypeError, ValueError):
+            raise OptionError(
+                f"features[{name!r}]={bounds!r}: expected a pair (low, high)"
+            ) from None
+        if not (_is_number(lo) and _is_number(hi) and lo < hi):
+            raise OptionError(f"features[{name!r}]={bounds!r}: expected finite numbers low < high")
+        ranges[name] = (float(lo), float(hi))
+    return ranges
+
+
+def _check_specs(specs: Any, ranges: Mapping[str, tuple[float, float]]) -> None:
+    """Step 2 of :func:`synthetic`: each spec a :class:`Mechanism` of known features."""
+    if not isinstance(specs, Mapping) or not specs:
+        raise OptionError(f"specs={specs!r}: expected a non-empty mapping name -> Mechanism")
+    for spec, mech in specs.items():
+        if not isinstance(mech, Mechanism):
+            raise OptionError(f"specs[{spec!r}] is {type(mech).__name__}: expected a Mechanism")
+        if spec in ranges:
+            raise OptionError(f"specs names {spec!r}, which is also a feature")
+        for p in mech.parents:
+            if p not in ranges:
+                raise OptionError(
+                    f"specs[{spec!r}] has parent {p!r}: expected one of the features {list(ranges)}"
+                )
+
+
 def synthetic(
     n: int,
     seed: int = 0,
@@ -246,37 +285,9 @@ def synthetic(
     >>> bool((data.oracle.z1 == 1).all()), data.graph.specs
     (True, ('z1',))
     """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise DataError(f"n={n!r}: expected a positive integer number of rows")
-    if not isinstance(features, Mapping) or not features:
-        raise OptionError(
-            f"features={features!r}: expected a non-empty mapping name -> (low, high)"
-        )
-    ranges: dict[str, tuple[float, float]] = {}
-    for name, bounds in features.items():
-        if not isinstance(name, str):
-            raise OptionError(f"features names {name!r}: expected a string")
-        try:
-            lo, hi = bounds
-        except (TypeError, ValueError):
-            raise OptionError(
-                f"features[{name!r}]={bounds!r}: expected a pair (low, high)"
-            ) from None
-        if not (_is_number(lo) and _is_number(hi) and lo < hi):
-            raise OptionError(f"features[{name!r}]={bounds!r}: expected finite numbers low < high")
-        ranges[name] = (float(lo), float(hi))
-    if not isinstance(specs, Mapping) or not specs:
-        raise OptionError(f"specs={specs!r}: expected a non-empty mapping name -> Mechanism")
-    for spec, mech in specs.items():
-        if not isinstance(mech, Mechanism):
-            raise OptionError(f"specs[{spec!r}] is {type(mech).__name__}: expected a Mechanism")
-        if spec in ranges:
-            raise OptionError(f"specs names {spec!r}, which is also a feature")
-        for p in mech.parents:
-            if p not in ranges:
-                raise OptionError(
-                    f"specs[{spec!r}] has parent {p!r}: expected one of the features {list(ranges)}"
-                )
+    whole("n", n, error=DataError, expected="a positive integer number of rows")
+    ranges = _feature_ranges(features)
+    _check_specs(specs, ranges)
     mechanisms = dict(specs)
     region = _check_region(novel, mechanisms, "novel", OptionError)
     used = {p for mech in mechanisms.values() for p in mech.parents}

@@ -53,12 +53,9 @@ folder holding a different run is never overwritten without ``force=True``.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -67,17 +64,31 @@ import pandas as pd
 import torch
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES, shapes
-from sedge_pyro.diagnostics import mmd
-from sedge_pyro.errors import OptionError, SedgeError
+from sedge_pyro.errors import OptionError
 from sedge_pyro.experiments.cvae import ConditionalImageVAE
+from sedge_pyro.experiments.image_generation import (  # noqa: F401 (re-exported)
+    COMPOSED_GUIDANCE,
+    SAMPLER_OPTIONS,
+    _combo_name,
+    _generate,
+    score_images,
+)
+from sedge_pyro.experiments.image_outputs import (  # noqa: F401 (re-exported)
+    METHODS,
+    SEDGE_METHODS,
+    ImageExperiment,
+    image_figure,
+    table_markdown,
+    write_image_outputs,
+)
 from sedge_pyro.experiments.image_sedge import ImageSEDGE
 from sedge_pyro.experiments.judge import AttributeClassifier
 from sedge_pyro.experiments.paper import refuse_other_run
 from sedge_pyro.graph import SpecGraph
-from sedge_pyro.identify import identify
 from sedge_pyro.inference.model import SEDGEModel
 from sedge_pyro.models.composed import ComposedDiffusion
 from sedge_pyro.options import device as check_device
+from sedge_pyro.options import whole
 from sedge_pyro.version import __version__
 
 __all__ = [
@@ -89,30 +100,6 @@ __all__ = [
     "write_image_outputs",
 ]
 
-#: column order of the table and the figure: (label, description)
-METHODS: tuple[tuple[str, str], ...] = (
-    ("A plan", "sedge-pyro: model A, the factorisation's plan"),
-    ("A smc", "sedge-pyro: model A, DDPM prior, twisted diffusion sampling"),
-    ("A dps", "sedge-pyro: model A, DDPM prior, DPS (Algorithm 2)"),
-    ("A langevin", "sedge-pyro: model A, DDPM prior, annealed Langevin"),
-    ("B smc", "baseline: model B (dense product of experts), twisted diffusion sampling"),
-    ("D direct", "baseline: model D, p(X | Z) in concept space"),
-    ("composed", "baseline: conditional DDPM, classifier-free guidance, composed experts"),
-    ("CVAE", "baseline: conditional VAE p(image | attributes) in pixels"),
-)
-SEDGE_METHODS = ("A plan", "A smc", "A dps", "A langevin")
-
-#: sampler options per method: DPS guidance 1.0, inside the range of the paper's Fig. 11
-#: (0.1-1.5; the default 0.1 left the draws close to the prior's); annealed Langevin with the
-#: DDPM prior's scores (a flow prior on the near one-hot aligned concepts is degenerate);
-#: ``smc`` with its defaults
-SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
-    "A dps": {"guidance": 1.0},
-    "A langevin": {"kind": "annealed"},
-}
-#: Composable Diffusion's weight: of 1, 2 and 3, the best joint accuracy on two seen
-#: combinations (circle+red, square+blue; seed 0: 0.955 and 0.92 at 1, 0.58-0.88 at 3)
-COMPOSED_GUIDANCE = 1.0
 
 #: run sizes: full (``sedge images``) and quick (``--quick``; a narrower or shorter concept fit
 #: has not learned shape: measured, 600 or 1,200 steps at width 16 left no shape mask above 0.5).
@@ -149,86 +136,6 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 
-@dataclass
-class ImageExperiment:
-    """What :func:`image_experiment` measured.
-
-    :ivar rows: one dict per held-out combination and method (the table): ``combo``,
-        ``method``, ``status`` (``identify``'s verdict), each target attribute's accuracy,
-        ``joint``, ``mmd``, ``diversity``, ``seconds`` (sampling and decoding); a method
-        that raised a :class:`~sedge_pyro.SedgeError` for the combination scores joint 0,
-        other scores NaN, with the message under ``error``.
-    :ivar config: the settings of the run.
-    :ivar graph: the learned :class:`~sedge_pyro.SpecGraph`.
-    :ivar masks: the concept model's mask probabilities (attributes x concepts).
-    :ivar judge_accuracy: the judge's accuracy per attribute on the real held-out images.
-    :ivar images: ``(combo, method)`` -> the first generated images, for the figure.
-    :ivar seconds: wall-clock time of each stage.
-    """
-
-    rows: list[dict[str, Any]]
-    config: dict[str, Any]
-    graph: Any
-    masks: pd.DataFrame
-    judge_accuracy: dict[str, float]
-    images: dict[tuple[str, str], np.ndarray] = field(repr=False)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def table(self) -> pd.DataFrame:
-        """The rows as a DataFrame indexed by ``(combo, method)``."""
-        return pd.DataFrame(self.rows).set_index(["combo", "method"])
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        """Mean over the held-out combinations, per method."""
-        cols = ["joint", "mmd", "diversity"]
-        return pd.DataFrame(self.rows).groupby("method", sort=False)[cols].mean()
-
-    @property
-    def best(self) -> tuple[str, float]:
-        """sedge-pyro's method with the highest mean joint accuracy, and that accuracy."""
-        s = self.summary["joint"]
-        s = s[[m for m in SEDGE_METHODS if m in s.index]]
-        return str(s.idxmax()), float(s.max())
-
-
-def score_images(
-    judge: Any, images: np.ndarray, combo: dict[str, str], reference: np.ndarray
-) -> dict[str, float]:
-    """The judge's verdict on generated images of one combination.
-
-    :param judge: a fitted :class:`~sedge_pyro.experiments.AttributeClassifier`.
-    :param images: generated images ``(N, 3, size, size)``.
-    :param combo: attribute -> asked-for value.
-    :param reference: real images of the combination.
-    :returns: each attribute's accuracy, ``joint`` (all at once), ``mmd`` (in the judge's
-        feature space, to ``reference``) and ``diversity`` (mean pairwise feature distance
-        over that of ``reference``, up to 200 images each).
-    """
-    pred = judge.predict(images)
-    hit = np.ones(len(pred), bool)
-    out: dict[str, float] = {}
-    for attr, value in combo.items():
-        ok = (pred[attr].astype(str) == value).to_numpy()
-        out[attr] = float(ok.mean())
-        hit &= ok
-    out["joint"] = float(hit.mean())
-    f, r = judge.features(images), judge.features(reference)
-    out["mmd"] = float(mmd(f, r))
-
-    def spread(a: np.ndarray) -> float:
-        d = np.sqrt(((a[:, None] - a[None]) ** 2).sum(-1))
-        return float(d.sum() / max(len(a) * (len(a) - 1), 1))
-
-    out["diversity"] = spread(f[:200]) / max(spread(r[:200]), 1e-12)
-    return out
-
-
-def _combo_name(combo: dict[str, str]) -> str:
-    return "+".join(combo.values())
-
-
 def image_experiment(
     *,
     seed: int = 0,
@@ -258,16 +165,9 @@ def image_experiment(
     :returns: an :class:`ImageExperiment`.
     :raises OptionError: for a bad seed or an unknown or non-positive size.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise OptionError(f"seed={seed!r}: expected a whole number >= 0")
+    whole("seed", seed, 0)
     dev = check_device(device)
-    size = dict(SIZES["quick" if quick else "full"])
-    for key, value in (sizes or {}).items():
-        if key not in size:
-            raise OptionError(f"sizes names {key!r}: expected keys among {', '.join(size)}")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise OptionError(f"sizes[{key!r}]={value!r}: expected a positive whole number")
-        size[key] = value
+    size = _run_sizes(quick, sizes)
     err = stream or sys.stderr
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -285,7 +185,52 @@ def image_experiment(
     data = shapes(size["images"], seed=seed)
     unlabelled = shapes(size["images"], seed=seed + 1000, held_out=()).images if pool else None
     attrs = list(SHAPE_ATTRIBUTES)
-    for combo in data.held_out:  # refuse before the fits, not after them
+    _refuse_few_held_out(data, size)  # before the fits, not after them
+    selected = sorted({a for c in data.held_out for a in c})
+    vae = _fit_concepts(data, unlabelled, size, seed, progress, dev, say)
+    graph = vae.learned_graph(threshold, selection_parents=selected)
+    features = list(vae.feature_names)
+    x = vae.encode(data.images)
+    df = pd.concat([x, data.labels[attrs].astype(str)], axis=1)
+    x_pool = vae.encode(unlabelled) if unlabelled is not None else None
+    lap("concepts")
+
+    judge = _fit_judge(size, seed, progress, dev, say)
+    judge_accuracy = judge.accuracy(data.held_images, data.held_labels)
+    lap("judge")
+
+    say(f"models A, B, D on the concepts, {size['fit_steps']} steps per component")
+    fit = {"steps": size["fit_steps"], "seed": seed, "progress": progress, "device": dev}
+    dense = SpecGraph.from_parents({a: features for a in attrs}, selection_parents=selected)
+    a_ddpm, b_ddpm, d_rev = _fit_concept_models(graph, dense, df, x_pool, size, fit)
+    lap("sedge fits")
+
+    composed, cvae = _fit_baselines(data, df, features, size, seed, progress, dev, say, lap)
+    draws = size["draws"]
+    concept_samplers = _concept_samplers(a_ddpm, b_ddpm, d_rev)
+    generators = {"CVAE": cvae, "composed": composed, "decoder": vae}
+    rows, kept = _generate(
+        data, graph, df, concept_samplers, generators, judge, draws, seed, dev, say
+    )
+    lap("generation")
+    config = _image_config(seed, quick, pool, size, data, dev)
+    return ImageExperiment(rows, config, graph, vae.masks(), judge_accuracy, kept, seconds)
+
+
+def _run_sizes(quick: bool, sizes: Mapping[str, int] | None) -> dict[str, int]:
+    """:data:`SIZES` for the run, with the checked ``sizes`` overrides."""
+    size = dict(SIZES["quick" if quick else "full"])
+    for key, value in (sizes or {}).items():
+        if key not in size:
+            raise OptionError(f"sizes names {key!r}: expected keys among {', '.join(size)}")
+        whole(f"sizes[{key!r}]", value, expected="a positive whole number")
+        size[key] = value
+    return size
+
+
+def _refuse_few_held_out(data: Any, size: Mapping[str, int]) -> None:
+    """Refuse a run whose held-out combinations have fewer than 4 real images to score."""
+    for combo in data.held_out:
         hit = [data.held_labels[a].astype(str).eq(v).to_numpy() for a, v in combo.items()]
         count = int(np.all(hit, axis=0).sum())
         if count < 4:
@@ -293,14 +238,25 @@ def image_experiment(
                 f"sizes['images']={size['images']} leaves {count} real images of "
                 f"{_combo_name(combo)}: expected at least 4 to score against; raise it"
             )
-    selected = sorted({a for c in data.held_out for a in c})
+
+
+def _fit_concepts(
+    data: Any,
+    unlabelled: np.ndarray | None,
+    size: Mapping[str, int],
+    seed: int,
+    progress: bool,
+    dev: Any,
+    say: Callable[[str], None],
+) -> Any:
+    """The concept model (:class:`ImageSEDGE`) on the labelled images and the pool."""
     say(
         f"concepts: ImageSEDGE on {len(data.images)} labelled images"
         + (f" and {len(unlabelled)} unlabelled" if unlabelled is not None else "")
         + f", {size['vae_steps']} steps"
     )
     torch.manual_seed(seed)
-    vae = ImageSEDGE(width=size["width"]).fit(
+    return ImageSEDGE(width=size["width"]).fit(
         data.images,
         data.labels,
         pool=unlabelled,
@@ -309,34 +265,21 @@ def image_experiment(
         progress=progress,
         device=dev,
     )
-    graph = vae.learned_graph(threshold, selection_parents=selected)
-    features = list(vae.feature_names)
-    x = vae.encode(data.images)
-    df = pd.concat([x, data.labels[attrs].astype(str)], axis=1)
-    x_pool = vae.encode(unlabelled) if unlabelled is not None else None
-    lap("concepts")
 
-    say(f"judge: AttributeClassifier on {size['judge_images']} images of every combination")
-    own = shapes(size["judge_images"], seed=seed + 2000, held_out=())
-    judge = AttributeClassifier().fit(own.images, own.labels, progress=progress, device=dev)
-    judge_accuracy = judge.accuracy(data.held_images, data.held_labels)
-    lap("judge")
 
-    say(f"models A, B, D on the concepts, {size['fit_steps']} steps per component")
-    fit = {"steps": size["fit_steps"], "seed": seed, "progress": progress, "device": dev}
-    ddpm = {"prior": "diffusion", "prior_options": {"T": size["diffusion_T"]}}
-    dense = SpecGraph.from_parents({a: features for a in attrs}, selection_parents=selected)
-    a_ddpm = SEDGEModel(graph, likelihood="categorical", **ddpm)
-    b_ddpm = SEDGEModel(dense, likelihood="categorical", **ddpm)
-    for model in (a_ddpm, b_ddpm):
-        model.fit(df, prior_data=x_pool, **fit)
-        # the DDPM prior needs far more steps than a likelihood (see SIZES)
-        model.fit(
-            df, prior_data=x_pool, **{**fit, "steps": size["prior_steps"]}, components=["prior"]
-        )
-    d_rev = SEDGEModel(graph, structure="reverse", prior="empirical").fit(df, **fit)
-    lap("sedge fits")
-
+def _fit_baselines(
+    data: Any,
+    df: pd.DataFrame,
+    features: list[str],
+    size: Mapping[str, int],
+    seed: int,
+    progress: bool,
+    dev: Any,
+    say: Callable[[str], None],
+    lap: Callable[[str], None],
+) -> tuple[Any, Any]:
+    """The baselines: Composable Diffusion on the concepts, the pixel CVAE (each timed)."""
+    attrs = list(SHAPE_ATTRIBUTES)
     say(f"baseline: ComposedDiffusion, {size['prior_steps']} steps")
     levels = {a: sorted(df[a].unique()) for a in attrs}
     composed = ComposedDiffusion(len(features), levels, T=size["diffusion_T"]).to(dev)
@@ -354,9 +297,21 @@ def image_experiment(
         device=dev,
     )
     lap("cvae")
+    return composed, cvae
 
-    draws = size["draws"]
-    concept_samplers = {
+
+def _fit_judge(
+    size: Mapping[str, int], seed: int, progress: bool, dev: Any, say: Callable[[str], None]
+) -> Any:
+    """The judge (:class:`AttributeClassifier`) on its own images of every combination."""
+    say(f"judge: AttributeClassifier on {size['judge_images']} images of every combination")
+    own = shapes(size["judge_images"], seed=seed + 2000, held_out=())
+    return AttributeClassifier().fit(own.images, own.labels, progress=progress, device=dev)
+
+
+def _concept_samplers(a_ddpm: Any, b_ddpm: Any, d_rev: Any) -> dict[str, tuple[Any, str]]:
+    """Each concept-space method of :data:`METHODS`: its model and sampler."""
+    return {
         "A plan": (a_ddpm, "plan"),
         "A smc": (a_ddpm, "smc"),
         "A dps": (a_ddpm, "dps"),
@@ -364,64 +319,35 @@ def image_experiment(
         "B smc": (b_ddpm, "smc"),
         "D direct": (d_rev, "direct"),
     }
-    rows: list[dict[str, Any]] = []
-    kept: dict[tuple[str, str], np.ndarray] = {}
-    for combo in data.held_out:
-        name = _combo_name(combo)
-        hit = [data.held_labels[a].astype(str).eq(v).to_numpy() for a, v in combo.items()]
-        reference = data.held_images[np.all(hit, axis=0)]
-        status = str(identify(graph, target=dict(combo), seen=df).status)
-        kept[name, "real"] = reference[:8]
-        for label, _ in METHODS:
-            start = time.perf_counter()
-            try:
-                if label == "CVAE":
-                    images = cvae.sample(combo, draws, seed=seed)
-                elif label == "composed":
-                    x_new = composed.sample(combo, draws, guidance=COMPOSED_GUIDANCE, seed=seed)
-                    images = vae.decode(x_new)
-                else:
-                    model, method = concept_samplers[label]
-                    s = model.sample(
-                        dict(combo),
-                        n=draws,
-                        method=method,
-                        seed=seed,
-                        device=dev,
-                        progress=False,
-                        **SAMPLER_OPTIONS.get(label, {}),
-                    )
-                    images = vae.decode(s.to_dataframe()[features].to_numpy())
-            except SedgeError as err:
-                # one method failing on one target (e.g. plan without overlap) is a result
-                say(f"  {name:<16} {label:<11} failed: {err}")
-                nan = {a: math.nan for a in combo} | {"joint": 0.0, "mmd": math.nan}
-                rows.append(
-                    {
-                        "combo": name,
-                        "method": label,
-                        "status": status,
-                        **nan,
-                        "diversity": math.nan,
-                        "seconds": time.perf_counter() - start,
-                        "error": str(err),
-                    }
-                )
-                kept[name, label] = np.zeros((0, *reference.shape[1:]), np.float32)
-                continue
-            took = time.perf_counter() - start
-            score = score_images(judge, images, combo, reference)
-            rows.append(
-                {"combo": name, "method": label, "status": status, **score, "seconds": took}
-            )
-            kept[name, label] = images[:8]
-            say(f"  {name:<16} {label:<11} joint accuracy {score['joint']:.3f}")
-        # the real images' own figures: one half of them scored against the other
-        half = len(reference) // 2
-        score = score_images(judge, reference[:half], combo, reference[half:])
-        rows.append({"combo": name, "method": "real", "status": status, **score, "seconds": 0.0})
-    lap("generation")
-    config = {
+
+
+def _fit_concept_models(
+    graph: SpecGraph,
+    dense: SpecGraph,
+    df: pd.DataFrame,
+    x_pool: Any,
+    size: Mapping[str, int],
+    fit: dict[str, Any],
+) -> tuple[Any, Any, Any]:
+    """Models A and B (DDPM prior) and D (reverse) on the concepts."""
+    ddpm = {"prior": "diffusion", "prior_options": {"T": size["diffusion_T"]}}
+    a_ddpm = SEDGEModel(graph, likelihood="categorical", **ddpm)
+    b_ddpm = SEDGEModel(dense, likelihood="categorical", **ddpm)
+    for model in (a_ddpm, b_ddpm):
+        model.fit(df, prior_data=x_pool, **fit)
+        # the DDPM prior needs far more steps than a likelihood (see SIZES)
+        model.fit(
+            df, prior_data=x_pool, **{**fit, "steps": size["prior_steps"]}, components=["prior"]
+        )
+    d_rev = SEDGEModel(graph, structure="reverse", prior="empirical").fit(df, **fit)
+    return a_ddpm, b_ddpm, d_rev
+
+
+def _image_config(
+    seed: int, quick: bool, pool: bool, size: Mapping[str, int], data: Any, dev: Any
+) -> dict[str, Any]:
+    """The run's configuration, as stamped in its output folder."""
+    return {
         "seed": seed,
         "quick": quick,
         "pool": pool,
@@ -431,97 +357,6 @@ def image_experiment(
         "torch": torch.__version__,
         "sedge_pyro": __version__,
     }
-    return ImageExperiment(rows, config, graph, vae.masks(), judge_accuracy, kept, seconds)
-
-
-def _mosaic(images: np.ndarray, cols: int = 4, rows: int = 2) -> np.ndarray:
-    """A ``rows x cols`` grid of ``(3, s, s)`` images as one ``(H, W, 3)`` array, 1 px apart."""
-    s = images.shape[-1]
-    out = np.ones((rows * (s + 1) - 1, cols * (s + 1) - 1, 3), dtype=np.float32)
-    for k, img in enumerate(images[: rows * cols]):
-        r, c = divmod(k, cols)
-        out[r * (s + 1) : r * (s + 1) + s, c * (s + 1) : c * (s + 1) + s] = np.transpose(
-            img, (1, 2, 0)
-        )
-    return np.clip(out, 0.0, 1.0)
-
-
-def image_figure(exp: ImageExperiment) -> Any:
-    """Fig. 4 style: a row per held-out combination, a column per method (real images first),
-    eight generated images per cell, the judge's joint accuracy under each.
-    """
-    from matplotlib.figure import Figure
-
-    combos = list(dict.fromkeys(r["combo"] for r in exp.rows))
-    columns = ["real"] + [m for m, _ in METHODS]
-    joint = {(r["combo"], r["method"]): r["joint"] for r in exp.rows}
-    status = {r["combo"]: r["status"] for r in exp.rows}
-    fig = Figure(figsize=(2.1 * len(columns), 1.45 * len(combos) + 0.6), layout="constrained")
-    axes = fig.subplots(len(combos), len(columns), squeeze=False)
-    for i, combo in enumerate(combos):
-        for j, method in enumerate(columns):
-            ax = axes[i, j]
-            ax.imshow(_mosaic(exp.images[combo, method]), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            failed = len(exp.images[combo, method]) == 0
-            ax.set_xlabel("failed" if failed else f"joint {joint[combo, method]:.2f}", fontsize=8)
-            if i == 0:
-                ax.set_title(method, fontsize=9)
-            if j == 0:
-                ax.set_ylabel(f"{combo.replace('+', ' + ')}\n{status[combo]}", fontsize=8)
-    fig.suptitle(
-        "held-out combinations (never in training): real images, sedge-pyro and baselines; "
-        "joint accuracy by an independent judge",
-        fontsize=9,
-    )
-    return fig
-
-
-def table_markdown(exp: ImageExperiment) -> str:
-    """The per-combination table and the mean over combinations, as Markdown."""
-    lines = [
-        "| combination | identify | method | joint | "
-        + " | ".join(a for a in exp.config["held_out"][0])
-        + " | MMD (judge features) | diversity |",
-        "|---|---|---|---|" + "---|" * len(exp.config["held_out"][0]) + "---|---|",
-    ]
-    for r in exp.rows:
-        attrs = [f"{r[a]:.3f}" for a in exp.config["held_out"][0]]
-        lines.append(
-            f"| {r['combo']} | {r['status']} | {r['method']} | {r['joint']:.3f} | "
-            + " | ".join(attrs)
-            + f" | {r['mmd']:.3f} | {r['diversity']:.2f} |"
-        )
-    lines += ["", "| method | mean joint accuracy | MMD | diversity |", "|---|---|---|---|"]
-    for method, r in exp.summary.iterrows():
-        lines.append(f"| {method} | {r['joint']:.3f} | {r['mmd']:.3f} | {r['diversity']:.2f} |")
-    return "\n".join(lines)
-
-
-def write_image_outputs(exp: ImageExperiment, out: str | Path, *, force: bool = False) -> Path:
-    """Write ``figure.png``, ``table.md``, ``table.json`` and ``run.json`` to ``out``.
-
-    :raises SedgeError: when ``out`` is a file, or holds a different run and ``force`` is
-        false.
-    """
-    path = Path(out)
-    key = {"seed": exp.config["seed"], "quick": exp.config["quick"], "pool": exp.config["pool"]}
-    refuse_other_run(path, key, force)
-    path.mkdir(parents=True, exist_ok=True)
-    image_figure(exp).savefig(path / "figure.png", dpi=120)
-    (path / "table.md").write_text(table_markdown(exp) + "\n")
-    payload = {
-        "config": exp.config,
-        "graph": {z: list(exp.graph.parents(z)) for z in exp.graph.specs},
-        "masks": exp.masks.round(3).to_dict(orient="index"),
-        "judge_accuracy_on_real_held_out": exp.judge_accuracy,
-        "seconds": exp.seconds,
-        "rows": exp.rows,
-    }
-    (path / "table.json").write_text(json.dumps(payload, indent=2))
-    (path / "run.json").write_text(json.dumps({"config": key}, indent=2))
-    return path
 
 
 def run_images(

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from sedge_pyro.errors import DataError, OptionError
-from sedge_pyro.models.priors import _randint, _resize_buffer_on_load
+from sedge_pyro.errors import DataError
+from sedge_pyro.models.prior_tools import _randint, _resize_buffer_on_load
+from sedge_pyro.options import whole
 
 __all__ = ["NearestNeighbourConditional"]
 
@@ -59,8 +60,7 @@ class NearestNeighbourConditional(nn.Module):
 
     def __init__(self, k: int = 10) -> None:
         super().__init__()
-        if int(k) < 1:
-            raise OptionError(f"k={k!r}: expected at least 1")
+        whole("k", int(k), expected="at least 1")
         self.k = int(k)
         self.a: torch.Tensor
         self.b: torch.Tensor

@@ -24,18 +24,28 @@ equality.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from statistics import NormalDist
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from sedge_pyro.assumptions.base import (  # noqa: F401 (the thresholds are documented here)
+    DEFAULT_TOLERANCE_SD,
+    INDEPENDENCE_ALPHA,
+    INDEPENDENCE_MIN_R,
+    MAX_CATEGORIES,
+    RARITY_THRESHOLD,
+    Assumption,
+    Check,
+    Tolerance,
+    _names,
+    _require,
+    _set_text,
+)
+from sedge_pyro.assumptions.independence import independence_assumption
 from sedge_pyro.errors import DataError
 from sedge_pyro.expr import Factorization, Interval, Var
-from sedge_pyro.graph import natural_key
 
 __all__ = [
     "Assumption",
@@ -50,28 +60,6 @@ __all__ = [
     "refuse_stray_text",
 ]
 
-#: A continuous point target matches training values within this many standard deviations.
-DEFAULT_TOLERANCE_SD = 0.1
-#: The rarity check flags blocks that would co-occur in more than this share of rows.
-RARITY_THRESHOLD = 0.05
-#: The independence check's family-wise significance level (Bonferroni over the pairs tested).
-INDEPENDENCE_ALPHA = 1e-3
-#: ... and the smallest absolute correlation it calls a dependence, so that a huge table does not
-#: fail on a negligible r = 0.01.
-INDEPENDENCE_MIN_R = 0.1
-#: Columns of integers or text with at most this many distinct values are categories.
-MAX_CATEGORIES = 50
-
-Tolerance = float | Mapping[str, float] | None
-
-
-def _names(names: Iterable[str]) -> list[str]:
-    return sorted(names, key=natural_key)
-
-
-def _set_text(names: Iterable[str]) -> str:
-    return "{" + ", ".join(_names(names)) + "}"
-
 
 class NovelPart(Protocol):
     """What the overlap and rarity checks need of a novel component."""
@@ -79,51 +67,6 @@ class NovelPart(Protocol):
     shared: frozenset[str]
     blocks: tuple[frozenset[str], ...]
     specs: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Check:
-    """The result of checking an assumption on data.
-
-    :param ok: ``True`` (holds), ``False`` (fails), or ``None`` (unverified: cannot be checked
-        on S = 1 rows alone, or a column the check needs is missing).
-    :param detail: what was measured, in a sentence a person reads.
-    """
-
-    ok: bool | None
-    detail: str
-
-    def __bool__(self) -> bool:
-        return self.ok is True
-
-    @property
-    def label(self) -> str:
-        """``ok``, ``FAIL`` or ``unverified``."""
-        return {True: "ok", False: "FAIL", None: "unverified"}[self.ok]
-
-
-@dataclass(frozen=True)
-class Assumption:
-    """An assumption the identification rests on, with a check on data.
-
-    :param name: short name (``coverage``, ``positivity``, ``overlap``, ``rarity``).
-    :param statement: the assumption in words, citing the paper.
-    """
-
-    name: str
-    statement: str
-    _checker: Callable[[pd.DataFrame], Check] = field(repr=False, compare=False)
-
-    def check(self, data: pd.DataFrame) -> Check:
-        """Evaluate the assumption on training rows (S = 1).
-
-        :param data: a frame with the columns the assumption needs.
-        :returns: a :class:`Check`.
-        :raises DataError: when ``data`` lacks a needed column or holds NaNs.
-        """
-        if not isinstance(data, pd.DataFrame):
-            raise DataError(f"data is {type(data).__name__}: expected a pandas DataFrame")
-        return self._checker(data)
 
 
 def is_continuous(column: pd.Series) -> bool:
@@ -341,167 +284,6 @@ def _overlap(
     return ok, f"X_c {_set_text(cols)}: {detail}"
 
 
-#: Columns of the independence check's correlation matrix computed at a time (memory bound).
-_CHUNK = 512
-
-
-def _design(data: pd.DataFrame, specs: Sequence[str]) -> np.ndarray:
-    """An intercept and the specifications' columns (numbers as they are, labels one-hot)."""
-    parts = [np.ones((len(data), 1))]
-    for name in specs:
-        col = data[name]
-        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            parts.append(col.to_numpy(dtype=float)[:, None])
-        else:
-            parts.append(pd.get_dummies(col, drop_first=True).to_numpy(dtype=float))
-    return np.concatenate(parts, axis=1)
-
-
-def independence_assumption(
-    parts: Sequence[tuple[str, frozenset[str]]],
-    target: Mapping[str, Any],
-) -> Assumption:
-    r"""Thm 1: features of different components are independent given ``Z_T``.
-
-    :func:`~sedge_pyro.identify` writes ``p(X | Z_T) = prod_a p(F_a | Z_Ba)`` because no edge
-    joins the components ``F_a`` of the graph. The check measures the partial correlation,
-    given the target specifications' columns (linear, labels one-hot), of every pair of
-    features in different components on the training rows and fails when a pair is dependent:
-    a Fisher-z test, :math:`|\operatorname{atanh} r| \sqrt{n - k - 3}` with ``k`` the
-    conditioning columns, significant at
-    :data:`INDEPENDENCE_ALPHA` with a Bonferroni correction over the pairs tested, *and*
-    :math:`|r| \ge` :data:`INDEPENDENCE_MIN_R` (so that a huge table does not fail on a
-    negligible correlation). The message names the pair and ``r``.
-
-    Why all training rows given the specs' values, not only the rows with the target's values:
-    the rows with the whole target combination do not exist when it is novel, and the rows of
-    one block are a small share of the table, where the test has little power. Why given
-    ``Z_T`` rather than marginally: the training rows condition on ``S = 1``, which opens
-    ``F_a -> z_a -> S <- z_b <- F_b`` (the selection itself makes the components' features
-    correlate when it depends on their specifications); given the specifications' values that
-    path is closed, so a dependence left means a missing edge between the components (or a
-    non-target specification that joins them and feeds ``S``): the factorization is in doubt.
-    Feature columns that are not numbers, are constant, or are missing are left out (and said
-    so in the detail).
-
-    :param parts: one ``(label, features)`` per component, e.g. ``("{z1}", {"x1", "x2"})``.
-    :param target: the target, for the columns :func:`_require` asks for.
-    :returns: the :class:`Assumption` named ``independence``.
-
-    >>> rng = np.random.default_rng(0)
-    >>> x1 = rng.normal(size=500)
-    >>> rows = pd.DataFrame({"z1": 1, "x1": x1, "x2": x1 + rng.normal(size=500)})
-    >>> a = independence_assumption([("{z1}", {"x1"}), ("{z2}", {"x2"})], {"z1": 1})
-    >>> a.check(rows).label
-    'FAIL'
-    """
-
-    def check(data: pd.DataFrame) -> Check:
-        _require(data, target)
-        labels, groups, missing, skipped = [], [], [], []
-        for label, feats in parts:
-            cols = []
-            for c in _names(feats):
-                if c not in data.columns:
-                    missing.append(c)
-                elif pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c]):
-                    if data[c].isna().any():
-                        raise DataError(f"column {c!r} holds NaN values: expected complete rows")
-                    cols.append(c)
-                else:
-                    skipped.append(c)
-            if cols:
-                labels.append(label)
-                groups.append(cols)
-        notes = ""
-        if missing:
-            notes += f"; not checked (no column): {_set_text(missing)}"
-        if skipped:
-            notes += f"; not checked (not numbers): {_set_text(skipped)}"
-        if len(groups) < 2:
-            if missing:
-                raise DataError(
-                    f"data has no column {missing[0]!r} for feature {missing[0]!r}: the "
-                    "independence check needs the features of two components"
-                )
-            return Check(None, "fewer than two components have numeric feature columns" + notes)
-        n = len(data)
-        if n < 4:
-            return Check(None, f"{n} training rows: too few to measure a correlation" + notes)
-        cols = [c for g in groups for c in g]
-        comp = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
-        x = data[cols].to_numpy(dtype=float)
-        # partial correlations given Z_T: S's parents are specifications, so selecting on S
-        # makes features of different components dependent (x_a -> z_a -> S <- z_b <- x_b)
-        # marginally, but not given the target specs' values
-        z = _design(data, list(target))
-        x = x - z @ np.linalg.lstsq(z, x, rcond=None)[0]
-        n_given = z.shape[1] - 1
-        norm = np.sqrt((x * x).sum(axis=0))
-        varies = norm > 0
-        x = x / np.where(varies, norm, 1.0)  # unit columns: x.T @ x is the correlation matrix
-        sizes = np.bincount(comp[varies], minlength=len(groups))
-        n_pairs = int((sizes.sum() ** 2 - (sizes**2).sum()) // 2)
-        if n_pairs == 0:
-            return Check(None, "the features of all but one component are constant" + notes)
-        if n - n_given < 4:
-            return Check(None, f"{n} training rows: too few to measure a correlation" + notes)
-        z_crit = NormalDist().inv_cdf(1.0 - INDEPENDENCE_ALPHA / (2 * n_pairs))
-        r_crit = max(INDEPENDENCE_MIN_R, math.tanh(z_crit / math.sqrt(n - n_given - 3)))
-        p = len(cols)
-        best = (0.0, 0, 0)
-        flagged: list[tuple[float, int, int]] = []
-        for start in range(0, p, _CHUNK):
-            rows = np.arange(start, min(start + _CHUNK, p))
-            r = x[:, rows].T @ x
-            # each pair once, across components, neither column constant
-            keep = (
-                (comp[rows, None] != comp[None, :])
-                & (np.arange(p)[None, :] > rows[:, None])
-                & varies[rows, None]
-                & varies[None, :]
-            )
-            r = np.where(keep, np.clip(r, -1.0, 1.0), 0.0)
-            i, j = np.unravel_index(int(np.argmax(np.abs(r))), r.shape)
-            if abs(r[i, j]) > abs(best[0]):
-                best = (float(r[i, j]), int(rows[i]), int(j))
-            for a, b in zip(*np.nonzero(np.abs(r) >= r_crit), strict=True):
-                flagged.append((float(r[a, b]), int(rows[a]), int(b)))
-
-        def pair(r: float, i: int, j: int) -> str:
-            return (
-                f"{cols[i]} ({labels[comp[i]]}) and {cols[j]} ({labels[comp[j]]}) correlate at "
-                f"r = {r:.2f} given {_set_text(list(target))}"
-            )
-
-        test = (
-            f"dependent: Fisher z at alpha {INDEPENDENCE_ALPHA:g}, Bonferroni over {n_pairs} "
-            f"pair(s), and |r| >= {INDEPENDENCE_MIN_R:g}, i.e. |r| >= {r_crit:.3f}"
-        )
-        if flagged:
-            flagged.sort(key=lambda f: -abs(f[0]))
-            more = f"; {len(flagged) - 3} more dependent pair(s)" if len(flagged) > 3 else ""
-            return Check(
-                False,
-                "; ".join(pair(*f) for f in flagged[:3])
-                + f" on {n} training rows ({test}){more}: the factorization treats features "
-                "of different components as independent (Thm 1)" + notes,
-            )
-        return Check(
-            True,
-            f"largest correlation between features of different components: {pair(*best)} on "
-            f"{n} training rows; none {test}" + notes,
-        )
-
-    names = " | ".join(label for label, _ in parts)
-    return Assumption(
-        "independence",
-        f"features of different components ({names}) are independent given Z_T, so "
-        "p(X | Z_T) = prod_a p(F_a | Z_Ba) (Thm 1)",
-        check,
-    )
-
-
 def rarity_assumption(
     comps: Sequence[NovelPart],
     target: Mapping[str, Any],
@@ -576,13 +358,3 @@ def rarity_assumption(
         "terms marked ≈ equal their population counterparts (Assumption 3, Thm 3)",
         check,
     )
-
-
-def _require(data: pd.DataFrame, target: Mapping[str, Any]) -> None:
-    for name in target:
-        if name not in data.columns:
-            raise DataError(f"data has no column {name!r} for target specification {name!r}")
-        if data[name].isna().any():
-            raise DataError(f"column {name!r} holds NaN values: expected complete rows")
-    if len(data) == 0:
-        raise DataError("data has no rows: expected training rows (S=1)")
