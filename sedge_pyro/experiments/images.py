@@ -106,14 +106,15 @@ __all__ = [
 #: ``prior_steps``: the DDPM prior's own fit (and Composable Diffusion's), longer than the
 #: likelihoods': at 1,500 steps its draws had the concepts' spread wrong, at 10,000 (38 s) the
 #: decoded draws' shape x colour table matched the pool's within sampling noise.
-#: ``vae_steps`` (full): 6,000. Every concept-space method is capped by how well the decoder
-#: draws what the concepts say; at 3,000 steps (seed 0) the pool's real red squares, encoded and
-#: decoded, were read as squares 0.911 of the time (small ones 0.824), at 6,000 0.972 (0.945);
-#: the seen combinations 0.98-1.00 at both
+#: ``vae_steps`` (full): 3,000. Every concept-space method is capped by how well the decoder
+#: draws what the concepts say. 6,000 steps drew seed 0's red squares better (the pool's real
+#: ones, encoded and decoded, read as squares 0.972 of the time against 0.911), but over three
+#: seeds it lost: ``plan`` 0.890 mean joint accuracy (seed 2: 0.485 on square+red) against
+#: 0.951 with every seed >= 0.90 at 3,000 (docs/images.md)
 SIZES: dict[str, dict[str, int]] = {
     "full": {
         "images": 6000,
-        "vae_steps": 6000,
+        "vae_steps": 3000,
         "cvae_steps": 3000,
         "fit_steps": 1500,
         "judge_images": 4000,
