@@ -210,7 +210,7 @@ def sample(
             "model.sample(target, method='auto')"
         )
     method = default_method(model) if method is None else method
-    fn, settings, selection = _call(method, options)
+    fn, settings, selection, options = _call(method, options)
     per_draw = isinstance(target, Mapping) and any(is_per_draw(v) for v in target.values())
     if per_draw and method not in PER_DRAW_METHODS:
         raise OptionError(
@@ -243,19 +243,20 @@ def sample(
 
 def _call(
     method: str, options: Mapping[str, Any]
-) -> tuple[Callable[..., Draws], dict[str, Any], str | None]:
-    """The sampler of ``method``, its settings (defaults and ``options``) and the selection
-    correction asked for (``None`` where the method takes none).
+) -> tuple[Callable[..., Draws], dict[str, Any], str | None, dict[str, Any]]:
+    """The sampler of ``method``, its settings (defaults and ``options``), the selection
+    correction asked for (``None`` where the method takes none) and the options the sampler
+    itself takes (``options`` without ``selection``, which the dispatcher applies).
     """
     fn = _resolve(method)
     selection = None
+    options = dict(options)
     if method in CORRECTED and options.get("kind", "mala") != "annealed":
-        options = dict(options)
         selection = options.pop("selection", "auto")
     settings = _settings(fn, method, options)
     if selection is not None:
         settings["selection"] = selection
-    return fn, settings, selection
+    return fn, settings, selection, options
 
 
 def _checked(
