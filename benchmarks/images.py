@@ -36,6 +36,8 @@ def one_run(seed: int, quick: bool, pool: bool, threads: int, device: str) -> di
         "judge_accuracy_on_real_held_out": exp.judge_accuracy,
         "masks": exp.masks.round(3).to_dict(orient="index"),
         "rows": exp.rows,
+        "concept_check": exp.concept_check,
+        "warnings": exp.warnings,
         "seconds": {**exp.seconds, "total": time.perf_counter() - start},
     }
 
@@ -50,6 +52,7 @@ def load_runs(path: str) -> list[dict[str, Any]]:
     keys = ("graph", "judge_accuracy_on_real_held_out", "masks", "rows", "seconds")
     if "config" in data and all(k in data for k in keys):
         run = {k: data[k] for k in keys}
+        run["concept_check"] = data.get("concept_check", {})
         run["seconds"] = {**run["seconds"], "total": sum(run["seconds"].values())}
         return [{"seed": data["config"]["seed"], **run, "config": data["config"]}]
     raise SystemExit(f"{path}: neither this script's JSON nor a `sedge images` table.json")
@@ -66,6 +69,8 @@ def report(runs: list[dict[str, Any]]) -> tuple[Any, Any]:
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in run["seconds"].items())
         print(f"\nseed {run['seed']}: graph {run['graph']}; {stages}")
         print(f"judge on real held-out images: {run['judge_accuracy_on_real_held_out']}")
+        if run.get("concept_check"):
+            print(f"concept check (read-back of recombined blocks): {run['concept_check']}")
         print(table.drop(columns=["seconds"]).round(3).to_string())
     rows = pd.DataFrame([dict(r, seed=run["seed"]) for run in runs for r in run["rows"]])
     per_seed = rows.groupby(["method", "seed"], sort=False)[

@@ -194,6 +194,7 @@ def image_experiment(
     x = vae.encode(data.images)
     df = pd.concat([x, data.labels[attrs].astype(str)], axis=1)
     x_pool = vae.encode(unlabelled) if unlabelled is not None else None
+    check = _check_concepts(vae, data, seed, say)
     lap("concepts")
 
     judge = _fit_judge(size, seed, progress, dev, say)
@@ -215,7 +216,25 @@ def image_experiment(
     )
     lap("generation")
     config = _image_config(seed, quick, pool, size, data, dev)
-    return ImageExperiment(rows, config, graph, vae.masks(), judge_accuracy, kept, seconds)
+    return ImageExperiment(
+        rows, config, graph, vae.masks(), judge_accuracy, kept, seconds, concept_check=check
+    )
+
+
+def _check_concepts(
+    vae: ImageSEDGE, data: Any, seed: int, say: Callable[[str], None]
+) -> dict[str, float]:
+    """:meth:`ImageSEDGE.check_combinations` on the held-out combinations, before anything
+    is generated: the joint read-back per combination (:attr:`ImageExperiment.warnings` names
+    the low ones).
+    """
+    check = vae.check_combinations(data.images, data.labels, data.held_out, seed=seed)
+    joint = {str(k): float(v) for k, v in check["joint"].items()}
+    say(
+        "concept check, recombined blocks read back: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in joint.items())
+    )
+    return joint
 
 
 def _run_sizes(quick: bool, sizes: Mapping[str, int] | None) -> dict[str, int]:

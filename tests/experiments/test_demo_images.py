@@ -56,6 +56,21 @@ def test_a_tiny_run_scores_every_method_on_every_held_out_combination(tiny):
         assert images.ndim == 4 and images.shape[1:] == (3, 32, 32), (combo, method)
     assert tiny.best[0] in SEDGE_METHODS
     assert "| method | mean joint accuracy |" in table_markdown(tiny)
+    # the concept check ran before generation, on every held-out combination
+    assert set(tiny.concept_check) == combos
+    assert all(0.0 <= v <= 1.0 for v in tiny.concept_check.values())
+
+
+def test_a_low_concept_check_is_a_warning_in_the_table_and_the_file(tiny, tmp_path):
+    import dataclasses
+
+    exp = dataclasses.replace(tiny, concept_check={"circle+blue": 0.97, "square+red": 0.62})
+    (line,) = exp.warnings
+    assert "square+red" in line and "62%" in line and "circle+blue" not in line
+    assert f"- warning: {line}" in table_markdown(exp)
+    payload = json.loads((write_image_outputs(exp, tmp_path / "w") / "table.json").read_text())
+    assert payload["warnings"] == [line] and payload["concept_check"]["square+red"] == 0.62
+    assert dataclasses.replace(tiny, concept_check={"square+red": 0.95}).warnings == []
 
 
 def test_outputs_are_written_and_a_different_run_is_refused(tiny, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from sedge_pyro.datasets import SHAPE_ATTRIBUTES, shapes
 from sedge_pyro.errors import DataError, OptionError, SedgeError
@@ -141,3 +142,72 @@ def test_the_invariance_penalty_is_the_between_group_spread_of_the_aligned_conce
     a, b = la.softmax(-1), lb.softmax(-1)
     expected = ((a - b) ** 2).sum().item() / 4
     assert m._leak([shape, colour], z).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_concept_check_reads_seen_combinations_back_and_names_bad_ones(fitted, data):
+    seen = [{"shape": "circle", "colour": "red"}, {"shape": "triangle", "size": "large"}]
+    check = fitted.check_combinations(data.images, data.labels, seen, draws=200, seed=0)
+    assert list(check.index) == ["circle+red", "triangle+large"]
+    assert set(check.columns) == {"shape", "colour", "size", "joint"}
+    # joint never exceeds a named attribute's read-back
+    assert (check["joint"] <= check[["shape", "colour", "size"]].min(axis=1) + 1e-12).all()
+    again = fitted.check_combinations(data.images, data.labels, seen, draws=200, seed=0)
+    pd.testing.assert_frame_equal(check, again)
+    with pytest.raises(DataError, match="'hue'"):
+        fitted.check_combinations(data.images, data.labels, [{"hue": "red"}])
+    with pytest.raises(DataError, match="colour='pink'"):
+        fitted.check_combinations(data.images, data.labels, [{"colour": "pink"}])
+    red = data.labels["colour"].astype(str).eq("red").to_numpy()
+    with pytest.raises(DataError, match="no row with colour='red'"):
+        fitted.check_combinations(data.images[~red], data.labels[~red], [{"colour": "red"}])
+
+
+class _Pixels(torch.nn.Module):
+    """A decoder that writes the concepts into the first pixels of the red channel; with
+    ``stuck`` it always writes shape ``a``."""
+
+    def __init__(self, stuck: bool = False) -> None:
+        super().__init__()
+        self.stuck = stuck
+
+    def forward(self, x):
+        img = x.new_zeros(len(x), 3, 8, 8)
+        img[:, 0, 0, :5] = x
+        if self.stuck:
+            img[:, 0, 0, 1:3] = torch.tensor([1.0, 0.0])
+        return img
+
+
+class _Reader(torch.nn.Module):
+    """A classifier (or, with ``free``, an encoder) that reads those pixels back."""
+
+    def __init__(self, free: bool = False) -> None:
+        super().__init__()
+        self.free = free
+
+    def forward(self, y):
+        if self.free:
+            return y[:, 0, 0, :1], torch.ones(len(y), 1)
+        return torch.log(y[:, 0, 0, 1:5] + 1e-6)
+
+
+def test_the_concept_check_is_exact_for_a_decoder_that_draws_what_it_is_given():
+    attrs = {"shape": ["a", "b"], "colour": ["r", "g"]}
+    m = ImageSEDGE(1, 8, width=2, attributes=attrs)
+    m.net.enc, m.net.cls, m.net.dec = _Reader(free=True), _Reader(), _Pixels()
+    m._fitted = True
+    # training rows: (a, g), (b, r), (b, g); (a, r) never occurs
+    labels = pd.DataFrame({"shape": ["a", "b", "b"] * 4, "colour": ["g", "r", "g"] * 4})
+    x = np.zeros((12, 5), dtype=np.float32)
+    x[:, 0] = np.linspace(0.1, 0.9, 12)
+    x[np.arange(12), 1 + (labels["shape"] == "b").to_numpy()] = 1.0
+    x[np.arange(12), 3 + (labels["colour"] == "g").to_numpy()] = 1.0
+    images = m.net.dec(torch.as_tensor(x)).numpy()
+    novel = [{"shape": "a", "colour": "r"}, {"shape": "b"}]
+    check = m.check_combinations(images, labels, novel, draws=50, seed=1)
+    assert check.loc["a+r", ["shape", "colour", "joint"]].tolist() == [1.0, 1.0, 1.0]
+    assert check.loc["b", "joint"] == 1.0
+    # a decoder that always draws shape a: the check reads b back never
+    m.net.dec = _Pixels(stuck=True)
+    check = m.check_combinations(images, labels, novel, draws=50, seed=1)
+    assert check.loc["a+r", "joint"] == 1.0 and check.loc["b", "joint"] == 0.0
