@@ -12,7 +12,11 @@ asked-for combination. One run:
    analogue of the paper's backbone and concept model trained on broad data), with masked
    attribute heads (App. D.2's "Causal Mask");
    :meth:`~sedge_pyro.experiments.ImageSEDGE.learned_graph` reads the feature -> specification
-   graph off the masks.
+   graph off the masks, and
+   :meth:`~sedge_pyro.experiments.ImageSEDGE.check_combinations` says, before anything is
+   generated, how well the decoder draws each held-out combination from recombined blocks
+   (:attr:`ImageExperiment.warnings` names those below 0.9: every concept-space method is
+   capped there).
 2. **Identification.** :func:`~sedge_pyro.identify` on the learned graph, for each held-out
    combination.
 3. **Generation**, all in concept space and decoded by the same decoder, except the pixel
