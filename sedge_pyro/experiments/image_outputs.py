@@ -73,8 +73,8 @@ class ImageExperiment:
             f"the concept model draws {name} from recombined concept blocks as asked only "
             f"{value:.0%} of the time (its own classifier reading the decoded images back, "
             f"below {CONCEPT_CHECK_WARN:.0%}): every concept-space method's images of {name} "
-            "are capped by its decoder; fit the concepts longer or on more images of that "
-            "kind (the pool)"
+            "are capped by its decoder, whatever the sampler; refit the concept model "
+            "(another seed, more steps or a larger pool) and check again"
             for name, value in self.concept_check.items()
             if value < CONCEPT_CHECK_WARN
         ]

@@ -155,6 +155,8 @@ def test_the_concept_check_reads_seen_combinations_back_and_names_bad_ones(fitte
     pd.testing.assert_frame_equal(check, again)
     with pytest.raises(DataError, match="'hue'"):
         fitted.check_combinations(data.images, data.labels, [{"hue": "red"}])
+    with pytest.raises(DataError, match="expected a dict"):
+        fitted.check_combinations(data.images, data.labels, [{}])
     with pytest.raises(DataError, match="colour='pink'"):
         fitted.check_combinations(data.images, data.labels, [{"colour": "pink"}])
     red = data.labels["colour"].astype(str).eq("red").to_numpy()
