@@ -15,8 +15,8 @@ asked-for combination. One run:
    graph off the masks, and
    :meth:`~sedge_pyro.experiments.ImageSEDGE.check_combinations` says, before anything is
    generated, how well the decoder draws each held-out combination from recombined blocks
-   (:attr:`ImageExperiment.warnings` names those below 0.9: every concept-space method is
-   capped there).
+   (:attr:`ImageExperiment.warnings` names those below 0.9; a pointer, not a verdict: over
+   3 seeds one hit, one false alarm, one miss).
 2. **Identification.** :func:`~sedge_pyro.identify` on the learned graph, for each held-out
    combination.
 3. **Generation**, all in concept space and decoded by the same decoder, except the pixel

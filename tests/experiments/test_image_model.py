@@ -144,7 +144,7 @@ def test_the_invariance_penalty_is_the_between_group_spread_of_the_aligned_conce
     assert m._leak([shape, colour], z).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_the_concept_check_reads_seen_combinations_back_and_names_bad_ones(fitted, data):
+def test_the_concept_check_is_seeded_and_names_a_bad_combination(fitted, data):
     seen = [{"shape": "circle", "colour": "red"}, {"shape": "triangle", "size": "large"}]
     check = fitted.check_combinations(data.images, data.labels, seen, draws=200, seed=0)
     assert list(check.index) == ["circle+red", "triangle+large"]
