@@ -47,8 +47,8 @@ def row_hash(rows: np.ndarray, seed: int = 0) -> np.ndarray:
     """A uniform number in ``[0, 1)`` per global row number, fixed by ``seed``.
 
     The SplitMix64 finaliser (Steele, Lea and Flood 2014) of the state ``(row + 1) * golden +
-    seed``, its top 53 bits as a float: a row's value does not depend on which rows are read with it, so a split on it is
-    the same in one process or many, from a DataFrame or from a file.
+    seed``, its top 53 bits as a float: a row's value does not depend on which rows are read
+    with it, so a split on it is the same in one process or many, from a DataFrame or a file.
 
     >>> row_hash(np.arange(3), seed=0).round(3).tolist()
     [0.883, 0.432, 0.026]
@@ -122,7 +122,9 @@ class Table:
             try:
                 self.dataset = ds.dataset(str(path), format=self.format)
             except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-                raise DataError(f"data file {str(path)!r} cannot be read as {self.format}: {err}")
+                raise DataError(
+                    f"data file {str(path)!r} cannot be read as {self.format}: {err}"
+                ) from None
         else:
             raise DataError(
                 f"data is {type(source).__name__}: expected a DataFrame, a path to a Parquet or "

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from sedge_pyro.errors import DataError
-from sedge_pyro.models.train import History, minibatches, svi, train
+from sedge_pyro.inference.distributed import World, all_sum, world
+from sedge_pyro.models.train import History, elbo_steps, minibatches, train
 from sedge_pyro.options import whole
 
 __all__ = [
@@ -29,6 +34,7 @@ __all__ = [
     "MAX_STEPS",
     "MIN_STEPS",
     "History",
+    "Stream",
     "fit_component",
     "schedule",
     "split",
@@ -115,10 +121,61 @@ def _split(
     return order[:n_val], order[n_val:]
 
 
+@dataclass
+class Stream:
+    """Rows a fit reads in mini-batches instead of holding them (a file, read by
+    :class:`~sedge_pyro.models.stream.StreamedRows`).
+
+    :param train_rows: the training rows of all processes (the plate's scale, the budget).
+    :param held_out: this process's held-out rows, one tensor per program argument.
+    :param batches: ``batches(batch, generator)``: endless mini-batches of this process's
+        training rows, each a tuple of tensors like ``held_out``.
+    """
+
+    train_rows: int
+    held_out: tuple[torch.Tensor, ...]
+    batches: Callable[[int, torch.Generator], Iterator[tuple[torch.Tensor, ...]]]
+
+
+def _in_memory(
+    tensors: Sequence[torch.Tensor],
+    val_fraction: float,
+    generator: torch.Generator,
+    where: World,
+    name: str,
+) -> Stream:
+    """Rows in memory as a :class:`Stream`: the held-out split of :func:`split`, and with
+    several processes each its ``rank``-th share (every ``size``-th row) of both parts.
+    """
+    n = int(tensors[0].shape[0])
+    if n == 0:
+        raise DataError(f"{name}: no rows to fit on")
+    for t in tensors:
+        if int(t.shape[0]) != n:
+            raise DataError(f"{name}: tensors have {n} and {int(t.shape[0])} rows: expected equal")
+    device = tensors[0].device
+    val_idx, train_idx = (i.to(device) for i in _split(n, val_fraction, generator))
+    n_train = len(train_idx)
+    if where.distributed:
+        val_idx, train_idx = val_idx[where.rank :: where.size], train_idx[where.rank :: where.size]
+        if not len(train_idx):
+            raise DataError(
+                f"{name}: {n_train} training row(s) for {where.size} processes: expected more "
+                "rows than processes"
+            )
+    train_rows = [t[train_idx] for t in tensors]
+
+    def batches(batch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+        for idx in minibatches(len(train_idx), batch, gen, device=device):
+            yield tuple(t[idx] for t in train_rows)
+
+    return Stream(n_train, tuple(t[val_idx] for t in tensors), batches)
+
+
 def fit_component(
     module: nn.Module,
     model: Callable[..., None],
-    tensors: Sequence[torch.Tensor],
+    data: Sequence[torch.Tensor] | Stream,
     *,
     name: str = "component",
     steps: int | None = None,
@@ -131,65 +188,91 @@ def fit_component(
     seed: int = 0,
     progress: bool = True,
 ) -> History:
-    """Fit ``module`` by SVI on the Pyro program ``model(*batch, n_total=n)``.
+    """Fit ``module`` by maximum likelihood on the Pyro program ``model(*batch, n_total=n)``.
+
+    The loss is Pyro's ``Trace_ELBO`` of the program with an empty guide (no latent
+    variables: the negative log-likelihood, Eq. (4)) as a torch module
+    (:func:`~sedge_pyro.models.train.elbo_steps`), stepped by Adam. Started by
+    ``torchrun`` (see :mod:`sedge_pyro.inference.distributed`), every process fits on its share
+    of the rows, the module is wrapped in ``DistributedDataParallel`` (gradients averaged),
+    and the training and held-out losses, hence early stopping, are the same in every
+    process.
 
     :param module: the ``nn.Module`` whose parameters ``model`` registers with
         :func:`pyro.module`; its best parameters on the held-out rows are restored.
     :param model: a Pyro program taking minibatch tensors and ``n_total`` (the number of
         training rows, for the plate's scale).
-    :param tensors: the data, each with rows along dimension 0 (same number of rows).
+    :param data: the rows: tensors with rows along dimension 0 (same number of rows), or a
+        :class:`Stream` (then ``val_fraction`` is the stream's own).
     :param name: label for the progress bar and the history.
-    :param steps: SVI steps (default: :func:`schedule`'s budget, which grows with the rows
-        from :data:`MIN_STEPS` to :data:`MAX_STEPS`).
+    :param steps: optimisation steps (default: :func:`schedule`'s budget, which grows with
+        the rows from :data:`MIN_STEPS` to :data:`MAX_STEPS`).
     :param epochs: passes over the training rows (overrides ``steps``).
-    :param batch_size: rows per step (default :data:`DEFAULT_BATCH`; capped at the number
-        of training rows, so a small table is fitted full-batch).
+    :param batch_size: rows per step and process (default :data:`DEFAULT_BATCH`; capped at
+        the training rows of a process, so a small table is fitted full-batch). With ``P``
+        processes a step sees ``P`` batches and a pass over the rows takes ``1/P`` the steps.
     :param lr: Adam's learning rate.
     :param val_fraction: share of rows held out for early stopping (0 for none).
     :param eval_every: steps between evaluations.
     :param patience: evaluations without held-out improvement before stopping.
     :param seed: seeds the split, the minibatches and Pyro.
-    :param progress: show a tqdm progress bar.
+    :param progress: show a tqdm progress bar (in rank 0 only).
     :returns: the :class:`History`.
     :raises DataError: when there are no rows or the tensors disagree in length.
     :raises OptionError: for a ``steps``, ``epochs`` or ``batch_size`` below 1.
     """
-    n = int(tensors[0].shape[0])
-    if n == 0:
-        raise DataError(f"{name}: no rows to fit on")
-    for t in tensors:
-        if int(t.shape[0]) != n:
-            raise DataError(f"{name}: tensors have {n} and {int(t.shape[0])} rows: expected equal")
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction={val_fraction!r}: expected a number in [0, 1)")
-    device = tensors[0].device
     generator = torch.Generator().manual_seed(seed)
-    val_idx, train_idx = (i.to(device) for i in _split(n, val_fraction, generator))
-    n_val = len(val_idx)
-    train_rows = [t[train_idx] for t in tensors]
-    val = [t[val_idx] for t in tensors]
-    n_train = n - n_val
-    batch, total = schedule(n_train, steps=steps, epochs=epochs, batch_size=batch_size)
+    where = world()
+    if not isinstance(data, Stream):
+        data = _in_memory(data, val_fraction, generator, where, name)
+    n_train = int(data.train_rows)
+    if n_train == 0:
+        raise DataError(f"{name}: no training rows to fit on")
+    val = data.held_out
+    n_val = int(all_sum([float(len(val[0]) if val else 0)], where)[0])
+    batch, total = schedule(
+        math.ceil(n_train / where.size), steps=steps, epochs=epochs, batch_size=batch_size
+    )
+    batches = data.batches(batch, generator)
+    first = next(batches)
+    device = first[0].device
     start = time.perf_counter()
-    with svi(model, _empty_guide, lr=lr, seed=seed) as run:
-        batches = minibatches(n_train, batch, generator, device=device)
+    wrap = None
+    if where.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        wrap = partial(DistributedDataParallel, device_ids=ids)
+    with elbo_steps(
+        module, model, _empty_guide, first, lr=lr, seed=seed, wrap=wrap, n_total=n_train
+    ) as run:
+        if where.distributed:  # the same start everywhere, other noise in each process
+            torch.manual_seed(seed + 1 + where.rank)
+        pending = [first]
 
         def step(_: int) -> float:
-            idx = next(batches)
-            return run.step(*[t[idx] for t in train_rows], n_total=n_train) / n_train
+            rows = pending.pop() if pending else next(batches)
+            loss = run.step(*rows, n_total=n_train)
+            if where.distributed:
+                dist.all_reduce(loss, op=dist.ReduceOp.SUM)
+                loss = loss / where.size
+            return float(loss) / n_train
 
-        evaluate = (lambda: run.evaluate_loss(*val, n_total=n_val) / n_val) if n_val else None
+        def evaluate() -> float:
+            local = run.evaluate(*val, n_total=len(val[0])) if len(val[0]) else 0.0
+            return all_sum([local], where)[0] / n_val
+
         history = train(
             step,
             total,
             name=name,
             lr=lr,
-            evaluate=evaluate,
+            evaluate=evaluate if n_val else None,
             eval_every=eval_every,
             patience=patience,
             module=module,
             check="named",
-            progress=progress,
+            progress=progress and where.main,
             leave=False,
         )
     history.batch_size = batch

@@ -11,8 +11,10 @@ by SVI on its own Pyro program with :func:`~sedge_pyro.inference.fit.fit_compone
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,9 +22,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sedge_pyro.errors import SedgeError
+from sedge_pyro.errors import DataError, SedgeError
 from sedge_pyro.inference.backtest import Backtest, run_backtest, sample_auto
-from sedge_pyro.inference.fit import fit_component, split
+from sedge_pyro.inference.distributed import World, barrier, world
+from sedge_pyro.inference.fit import Stream, fit_component, split
 from sedge_pyro.inference.sample import sample as run_sampler
 from sedge_pyro.inference.sample import shares_parameters
 from sedge_pyro.inference.target import Target
@@ -37,10 +40,24 @@ from sedge_pyro.models.sedge import (
     component_key,
     component_program,
 )
+from sedge_pyro.models.stream import Scan, StreamedRows, keep_note, scan
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
 from sedge_pyro.options import threads as torch_threads
+from sedge_pyro.table import Table
+
+
+def _as_table(data: Any) -> Table | None:
+    """``data`` as a :class:`~sedge_pyro.Table` when it names files (a path, a
+    ``pyarrow.dataset``, a Table); ``None`` for a DataFrame or dict of arrays.
+    """
+    if isinstance(data, (str, os.PathLike, Table)):
+        return Table(data)
+    if type(data).__module__.startswith("pyarrow"):
+        return Table(data)
+    return None
+
 
 __all__ = ["SEDGEModel", "backtest"]
 
@@ -104,8 +121,17 @@ class SEDGEModel(SEDGEProgram):
     ) -> SEDGEModel:
         """Fit every component on training rows by SVI (maximum likelihood, Eq. 4).
 
-        :param data: training rows (S = 1): a DataFrame or dict of arrays with a column per
-            feature and specification.
+        :param data: training rows (S = 1) with a column per feature and specification: a
+            DataFrame or dict of arrays, or files read a record batch at a time so that memory
+            does not grow with the rows: a path to a Parquet or CSV file or a folder of them,
+            a ``pyarrow.dataset.Dataset`` or a :class:`~sedge_pyro.Table`. A file is read once
+            to check every cell (an error names the file and row) and compute the columns'
+            statistics, then streamed through a shuffle buffer for each component; its
+            held-out rows are those of :func:`~sedge_pyro.table.row_hash` below
+            ``val_fraction`` (at most :data:`~sedge_pyro.models.stream.VAL_ROWS` scored), and
+            up to :data:`~sedge_pyro.models.stream.KEEP_ROWS` training rows, a uniform sample,
+            are kept as :attr:`seen` for the samplers and the model file
+            (:attr:`data_rows` says how many of how many).
         :param steps: SVI steps per component. The default grows with the rows: 100 passes
             over the training split, at least 2,000 and at most 10,000 steps (see
             :func:`~sedge_pyro.inference.fit.schedule`), always with held-out early stopping.
@@ -113,7 +139,10 @@ class SEDGEModel(SEDGEProgram):
         :param batch_size: rows per step (default 256); a value above the rows of the
             training split is capped at them, so small tables fit full-batch.
         :param lr: Adam's learning rate.
-        :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``. Under ``torchrun`` each
+            process fits on its share of the rows and the gradients are averaged
+            (:mod:`~sedge_pyro.inference.distributed`); ``"cuda"`` then means the process's
+            ``LOCAL_RANK`` GPU.
         :param seed: seeds the split, minibatches and initialisation.
         :param val_fraction: held-out share for early stopping on the held-out NLL.
         :param patience: evaluations (every 50 steps) without improvement before stopping.
@@ -141,32 +170,130 @@ class SEDGEModel(SEDGEProgram):
         patience = whole("patience", patience)
         seed = check_seed(seed)
         lr = number("lr", lr)
-        df = self._frame(data)
+        if not 0.0 <= val_fraction < 1.0:
+            raise DataError(f"val_fraction={val_fraction!r}: expected a number in [0, 1)")
+        table = _as_table(data)
+        df = None if table is not None else self._frame(data)
         # per-target pieces fit on the old components (inference/selection.py) are stale
         self.__dict__.pop("_selection_aware_cache", None)
         with torch_threads(threads):
             device = check_device(device)
-            if components is None or not self.fitted:
+            where = world(device)
+            if where.distributed and device.type == "cuda" and device.index is None:
+                device = torch.device("cuda", where.local_rank)
+            progress = progress and where.main
+            fresh = components is None or not self.fitted
+            if table is not None:
+                found = self._scan(table, seed, val_fraction, progress, fresh=fresh)
+            elif fresh:
                 self._start_fit(df, seed)
+                self.data_rows = {"rows": len(df)}
             self.to(device)
-            t = self.tensors(df, device=device)
+            if table is not None:
+                kept = self.tensors(found.kept, device=device)
+                held = self.tensors(found.held_out, device=device)
+                self._held_out_x = held["X"]
+                rows = StreamedRows(
+                    table,
+                    self.columns,  # type: ignore[arg-type]
+                    list(self.features) + list(self.specs),
+                    seed=seed,
+                    val_fraction=val_fraction,
+                    rank=where.rank,
+                    world=where.size,
+                    rows=found.train_rows,
+                )
+                t = kept
+            else:
+                t = self.tensors(df, device=device)
             if prior_data is not None:
                 t = dict(t, X_prior=self._prior_rows(prior_data, device))
-            jobs = self._fit_jobs(t, components)
+            parts = self._fit_parts(components)
             fit_kw = dict(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr)
             fit_kw.update(val_fraction=val_fraction, patience=patience, progress=progress)
-            outer = tqdm(jobs.items(), desc="SEDGE fit", disable=not progress, leave=False)
-            for i, (name, (module, fn, tensors)) in enumerate(outer):
+            outer = tqdm(parts.items(), desc="SEDGE fit", disable=not progress, leave=False)
+            for i, (name, (module, fn, pick)) in enumerate(outer):
                 outer.set_postfix(component=name)
                 kw = {"name": name, **fit_kw, "seed": seed + i}
-                self._fit_job(name, module, fn, tensors, kw, population="X_prior" in t)
+                tensors = pick(t)
+                data_of = tensors
+                if table is not None and not (name == "prior" and "X_prior" in t):
+                    data_of = self._stream(rows, pick, held, where, device)
+                self._fit_job(
+                    name, module, fn, tensors, kw, population="X_prior" in t, data=data_of
+                )
         return self
+
+    def _scan(
+        self, table: Table, seed: int, val_fraction: float, progress: bool, *, fresh: bool
+    ) -> Scan:
+        """One pass over ``table`` (:func:`~sedge_pyro.models.stream.scan`); for a fresh fit
+        its columns, its kept rows as :attr:`seen` (what the samplers read), new components.
+        """
+        found = scan(
+            table,
+            self.features,
+            self.specs,
+            self._kinds(),
+            selection=self.graph.selection,
+            val_fraction=val_fraction,
+            seed=seed,
+            progress=progress,
+        )
+        if fresh:
+            self.columns = found.columns
+            self.seen = found.kept.copy()
+            torch.manual_seed(seed)
+            self._build()
+            self.history = {}
+        self.data_rows = keep_note(found)
+        return found
+
+    def _stream(
+        self,
+        rows: StreamedRows,
+        pick: Any,
+        held: dict[str, torch.Tensor],
+        where: World,
+        device: torch.device,
+    ) -> Stream:
+        """One component's :class:`~sedge_pyro.inference.fit.Stream` of ``rows``: its program's
+        tensors of each minibatch, and this process's share of the held-out rows.
+        """
+
+        def batches(batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+            for codes in rows.batches(batch, generator):
+                yield pick(self.code_tensors(torch.from_numpy(codes).to(device)))
+
+        share = tuple(v[where.rank :: where.size] for v in pick(held))
+        return Stream(self.data_rows["train_rows"], share, batches)
+
+    def save(self, path: Any, *, overwrite: bool = False) -> Path:
+        """Save the fitted model (see :meth:`SEDGEProgram.save
+        <sedge_pyro.models.sedge.SEDGEProgram.save>`). Under ``torchrun`` only rank 0 writes,
+        and every process returns once the file is there.
+        """
+        where = world()
+        out = Path(path)
+        if where.main:
+            out = super().save(path, overwrite=overwrite)
+        barrier(where)
+        return out
 
     def _start_fit(self, df: pd.DataFrame, seed: int) -> None:
         """A fresh fit: the columns' normalisation, the training rows, new components
         (initialised from ``seed``) and an empty history.
         """
-        kinds = {
+        self.columns = Columns.fit(df, self.features, self.specs, self._kinds())
+        cols = list(self.features) + list(self.specs)
+        self.seen = df[cols].reset_index(drop=True).copy()
+        torch.manual_seed(seed)
+        self._build()
+        self.history = {}
+
+    def _kinds(self) -> dict[str, str]:
+        """Each spec's column kind as its likelihood implies (``"auto"``: from the data)."""
+        return {
             z: {
                 "gaussian": "continuous",
                 "flow": "continuous",
@@ -176,21 +303,13 @@ class SEDGEModel(SEDGEProgram):
             }.get(self.likelihood_choice[z], "auto")
             for z in self.specs
         }
-        self.columns = Columns.fit(df, self.features, self.specs, kinds)
-        cols = list(self.features) + list(self.specs)
-        self.seen = df[cols].reset_index(drop=True).copy()
-        torch.manual_seed(seed)
-        self._build()
-        self.history = {}
 
-    def _fit_jobs(
-        self, t: dict[str, torch.Tensor], components: Sequence[str] | None
-    ) -> dict[str, Any]:
-        """The components to fit, each ``(module, program, tensors)``: all, or ``components``.
+    def _fit_parts(self, components: Sequence[str] | None) -> dict[str, Any]:
+        """The components to fit, each ``(module, program, pick)``: all, or ``components``.
 
         :raises SedgeError: naming a component the model does not have.
         """
-        jobs = self._jobs(t)
+        jobs = self._job_parts()
         if components is not None:
             unknown = [c for c in components if c not in jobs]
             if unknown:
@@ -207,19 +326,26 @@ class SEDGEModel(SEDGEProgram):
         fit_kw: dict[str, Any],
         *,
         population: bool,
+        data: Any = None,
     ) -> None:
         """Fit one component with :func:`~sedge_pyro.inference.fit.fit_component` (and its
         ``"auto"`` rival, keeping the better) and record its history under ``name``.
+
+        :param tensors: its rows in memory (all, or those kept from a file), for a prior's
+            setup and a closed-form rival.
+        :param data: what it is fit on: ``tensors`` (the default) or a
+            :class:`~sedge_pyro.inference.fit.Stream` of a file's rows.
         """
+        data = tensors if data is None else data
         if isinstance(module, Prior):
             module.setup(tensors[0])
             if not module.trainable:
                 self.history[name] = {"name": name, "steps": 0, "seconds": 0.0}
                 return
-        record = fit_component(module, fn, tensors, **fit_kw).to_dict()
+        record = fit_component(module, fn, data, **fit_kw).to_dict()
         rival = self._rival(name, module, fit_kw["seed"])
         if rival is not None:
-            record = self._choose(name, module, record, rival, tensors, fit_kw)
+            record = self._choose(name, module, record, rival, tensors, fit_kw, data)
         if name == "prior":
             # p(X) of the population, or the training rows' p_D(X): the samplers of
             # a diffusion prior treat the two differently (inference/selection.py)
@@ -256,6 +382,7 @@ class SEDGEModel(SEDGEProgram):
         rival: nn.Module,
         tensors: tuple[torch.Tensor, ...],
         fit_kw: dict[str, Any],
+        data: Any,
     ) -> dict[str, Any]:
         """Fit ``rival`` on the same rows and held-out split as ``module`` and keep whichever
         :data:`AUTO_MARGIN` favours (the Gaussian unless the flow's held-out NLL is lower by
@@ -265,21 +392,25 @@ class SEDGEModel(SEDGEProgram):
         rival.to(tensors[0].device)
         start = time.perf_counter()
         if isinstance(rival, Prior) and not rival.trainable:  # the closed-form Gaussian
-            val, train = (
-                i.to(tensors[0].device)
-                for i in split(int(tensors[0].shape[0]), fit_kw["val_fraction"], fit_kw["seed"])
-            )
             x = tensors[0]
-            rival.setup(x[train] if len(train) >= 2 else x)
+            if isinstance(data, Stream):  # the kept rows of a file, scored on its held-out rows
+                x_train, x_val = x, self._held_out_x
+            else:
+                val, train = (
+                    i.to(x.device)
+                    for i in split(int(x.shape[0]), fit_kw["val_fraction"], fit_kw["seed"])
+                )
+                x_train, x_val = (x[train] if len(train) >= 2 else x), x[val]
+            rival.setup(x_train)
             with torch.no_grad():
-                loss = float(-rival.log_prob(x[val]).mean()) if len(val) else math.nan
+                loss = float(-rival.log_prob(x_val).mean()) if len(x_val) else math.nan
             rival.setup(x)
             other = {"name": name, "steps": 0, "best_val": loss}
         else:
             if isinstance(rival, Prior):
                 rival.setup(tensors[0])
             fn = component_program(rival.model, "X" if name == "prior" else name)
-            other = fit_component(rival, fn, tensors, **fit_kw).to_dict()
+            other = fit_component(rival, fn, data, **fit_kw).to_dict()
         other["seconds"] = time.perf_counter() - start
         kind = {id(m): COMPONENT_KINDS[type(m).__name__] for m in (module, rival)}
         losses = {kind[id(module)]: record.get("best_val"), kind[id(rival)]: other["best_val"]}

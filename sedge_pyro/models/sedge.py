@@ -121,6 +121,9 @@ class SEDGEProgram(_ModelFile, PyroModule):
         self.columns: Columns | None = None
         #: the training rows (features and specs, raw units) the model was fit on
         self.seen: pd.DataFrame | None = None
+        #: the rows of the last fit: ``{"rows": n}``, and from a file also ``train_rows``,
+        #: ``kept_rows`` (the rows in :attr:`seen`) and ``held_out_rows`` (scored)
+        self.data_rows: dict[str, int] = {}
         self.components = nn.ModuleDict()
         self.history: dict[str, dict[str, Any]] = {}
 
@@ -390,32 +393,71 @@ class SEDGEProgram(_ModelFile, PyroModule):
         return self.columns.tensor(df, self.features, device=device)
 
     def _jobs(self, t: Mapping[str, torch.Tensor]) -> dict[str, tuple[nn.Module, Any, tuple]]:
-        jobs: dict[str, tuple[nn.Module, Any, tuple]] = {}
+        """Every component to fit as ``(module, program, tensors)``, its tensors taken from
+        the model's tensors ``t`` (see :meth:`tensors`).
+        """
+        return {name: (m, fn, pick(t)) for name, (m, fn, pick) in self._job_parts().items()}
+
+    def _job_parts(self) -> dict[str, tuple[nn.Module, Any, Any]]:
+        """Every component to fit as ``(module, program, pick)``: ``pick(t)`` takes its
+        program's tensors from the model's tensors ``t`` (all rows, or one minibatch).
+        """
+        jobs: dict[str, tuple[nn.Module, Any, Any]] = {}
         comps = self.components
         if "prior" in comps:
             prior = comps["prior"]
             jobs["prior"] = (
                 prior,
                 component_program(prior.model, "X"),
-                (t.get("X_prior", t["X"]),),
+                lambda t: (t.get("X_prior", t["X"]),),
             )
         if self.structure in ("sparse", "dense"):
             for z in self.specs:
                 idx = [self.features.index(f) for f in self.context_of(z)]
                 m = comps[component_key(z)]
-                jobs[z] = (m, component_program(m.model, z), (t[z], t["X"][:, idx]))
+                jobs[z] = (
+                    m,
+                    component_program(m.model, z),
+                    lambda t, z=z, idx=idx: (t[z], t["X"][:, idx]),
+                )
         elif self.structure == "joint":
             m = comps["joint"]
-            zs = torch.cat([t[z] for z in self.specs], dim=1)
-            jobs["joint"] = (m, component_program(m.model, "Z"), (zs, t["X"]))
+            jobs["joint"] = (
+                m,
+                component_program(m.model, "Z"),
+                lambda t: (torch.cat([t[z] for z in self.specs], dim=1), t["X"]),
+            )
         elif self.structure == "reverse":
             m = comps["reverse"]
-            jobs["reverse"] = (m, component_program(m.model, "X"), (t["X"], t["Z"]))
+            jobs["reverse"] = (m, component_program(m.model, "X"), lambda t: (t["X"], t["Z"]))
         else:
             for j, x in enumerate(self.features):
                 m = comps[component_key(x)]
-                jobs[x] = (m, component_program(m.model, x), (t["X"][:, j : j + 1], t["Z"]))
+                jobs[x] = (
+                    m,
+                    component_program(m.model, x),
+                    lambda t, j=j: (t["X"][:, j : j + 1], t["Z"]),
+                )
         return jobs
+
+    def code_tensors(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's tensors (as :meth:`tensors`) of rows already encoded: a column per
+        feature then per spec, in normalised units and category codes
+        (:class:`~sedge_pyro.models.stream.StreamedRows`).
+        """
+        assert self.columns is not None
+        d = len(self.features)
+        out = {"X": codes[:, :d]}
+        parts = []
+        for j, z in enumerate(self.specs):
+            col = codes[:, d + j : d + j + 1]
+            out[z] = col
+            width = self.columns[z].width
+            if self.columns[z].kind == "categorical":
+                col = torch.nn.functional.one_hot(col.squeeze(1).long(), width).to(codes.dtype)
+            parts.append(col)
+        out["Z"] = torch.cat(parts, dim=1) if parts else codes[:, :0]
+        return out
 
     # ------------------------------------------------------------------ densities
 

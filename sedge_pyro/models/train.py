@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError
 
-__all__ = ["History", "adam_step", "minibatches", "svi", "train"]
+__all__ = ["ElboSteps", "History", "adam_step", "elbo_steps", "minibatches", "svi", "train"]
 
 
 @dataclass
@@ -87,6 +87,86 @@ def svi(
     pyro.set_rng_seed(seed)
     with pyro.get_param_store().scope():
         yield SVI(model, guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
+
+
+class _Program(nn.Module):
+    """A Pyro program over ``module``'s parameters as a module, so that the ELBO module of
+    :func:`elbo_steps` (and a ``DistributedDataParallel`` around it) holds those parameters.
+    """
+
+    def __init__(self, module: nn.Module, program: Callable[..., Any]) -> None:
+        super().__init__()
+        self.component = module
+        self.program = program
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.program(*args, **kwargs)
+
+
+class ElboSteps:
+    """Steps of :func:`elbo_steps`: the ELBO module, its optimizer, and the loss it returns."""
+
+    def __init__(self, loss: nn.Module, wrapped: nn.Module, lr: float) -> None:
+        self.loss, self.wrapped = loss, wrapped
+        self.optim = torch.optim.Adam([p for p in loss.parameters() if p.requires_grad], lr=lr)
+
+    def step(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """One Adam update on the loss of a minibatch; returns the loss (detached)."""
+        self.optim.zero_grad()
+        value = self.wrapped(*args, **kwargs)
+        value.backward()
+        self.optim.step()
+        return value.detach()
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> float:
+        """The loss without gradients or an update (on the unwrapped module)."""
+        with torch.no_grad():
+            return float(self.loss(*args, **kwargs))
+
+
+@contextmanager
+def elbo_steps(
+    module: nn.Module,
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    first: tuple[Any, ...],
+    *,
+    lr: float,
+    seed: int,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
+    **kwargs: Any,
+) -> Iterator[ElboSteps]:
+    """Pyro's ELBO as a torch module, ``Trace_ELBO()(model, guide)``, stepped by
+    ``torch.optim.Adam(lr)``: the route Pyro documents for ``DistributedDataParallel``
+    (pyro.infer.elbo.ELBO; classic ``SVI`` around a wrapped module leaves guide parameters
+    out of sync).
+
+    After ``pyro.set_rng_seed(seed)``, in its own parameter-store scope: the module is called
+    once on ``first`` (and ``kwargs``) so that :func:`pyro.module` puts ``module``'s
+    parameters in place, then ``wrap`` (e.g. ``DistributedDataParallel``) wraps it.
+
+    :param module: the ``nn.Module`` whose parameters ``model`` registers.
+    :param wrap: wraps the initialised ELBO module; its forward is what :meth:`ElboSteps.step`
+        calls.
+
+    >>> import pyro, pyro.distributions as dist
+    >>> lin = nn.Linear(1, 1)
+    >>> def model(x, y):
+    ...     pyro.module("lin", lin)
+    ...     with pyro.plate("rows", len(x)):
+    ...         pyro.sample("y", dist.Normal(lin(x).squeeze(-1), 1.0), obs=y)
+    >>> x = torch.linspace(-1, 1, 50)[:, None]; y = 2 * x.squeeze(-1)
+    >>> with elbo_steps(lin, model, lambda x, y: None, (x, y), lr=0.1, seed=0) as run:
+    ...     for _ in range(300):
+    ...         _ = run.step(x, y)
+    >>> round(float(lin.weight.detach()), 1)
+    2.0
+    """
+    pyro.set_rng_seed(seed)
+    with pyro.get_param_store().scope():
+        loss = Trace_ELBO()(_Program(module, model), guide)
+        loss(*first, **kwargs)
+        yield ElboSteps(loss, loss if wrap is None else wrap(loss), lr)
 
 
 def minibatches(
