@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
@@ -124,6 +125,81 @@ def _check_seed(seed: Any) -> None:
         raise OptionError(f"--seed {seed}: expected a whole number from 0 to 2**63 - 1")
 
 
+#: the most processes ``--nproc`` starts on one machine
+MAX_NPROC = 256
+
+
+def _launch(args: argparse.Namespace) -> int | None:
+    """Start this command again in ``--nproc`` processes through ``torch.distributed.run``
+    (the engine of ``torchrun``) and return the exit code, or ``None`` to run it here (one
+    process, or already one of a job's processes).
+
+    :raises OptionError: for ``--nproc`` outside 1..:data:`MAX_NPROC`, or ``--nproc`` above 1
+        inside a job that a launcher already started.
+    """
+    n = args.nproc
+    if isinstance(n, bool) or not 1 <= n <= MAX_NPROC:
+        raise OptionError(f"--nproc {n}: expected a whole number from 1 to {MAX_NPROC}")
+    if n == 1:
+        return None
+    if os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS", "1") != "1":
+        raise OptionError(
+            f"--nproc {n} inside a job of several processes: the launcher (torchrun, srun) "
+            "already started them; leave --nproc out"
+        )
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    argv = list(args.argv)
+    at = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+    del argv[at : at + (1 if "=" in argv[at] else 2)]
+    # one thread per process unless the user says otherwise (torchrun's own default, stated
+    # here so that it does not print a notice about it)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # the processes print their own one-line errors; the launcher's log would add tracebacks
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    launch = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={n}", "--module", "sedge_pyro.cli", *argv]
+    )
+    try:
+        run(launch)
+    except ChildFailedError as err:
+        # a process that failed first makes the launcher stop the others (a negative code)
+        codes = sorted({f.exitcode for f in err.failures.values() if f.exitcode > 0})
+        print(
+            f"sedge: error: the job of {n} processes failed (exit code "
+            f"{', '.join(map(str, codes)) or 'a signal'}); the messages are above",
+            file=sys.stderr,
+        )
+        return 2 if codes == [2] else 1
+    return 0
+
+
+def _main_process() -> bool:
+    """Whether this is the process that prints and writes (rank 0, or the only one)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
+
+
+def _processes() -> str:
+    """``" in 2 processes"`` under a launcher, else nothing."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return f" in {size} processes" if size > 1 else ""
+
+
+def _read_rows(path: str) -> Any:
+    """A CSV file as a DataFrame; a Parquet file or a folder as a :class:`~sedge_pyro.Table`
+    streamed by the fit.
+    """
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        return _read_csv(path)
+    if not p.exists():
+        raise DataError(f"data file {path!r} does not exist")
+    from sedge_pyro.table import Table
+
+    return Table(p)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     import time
 
@@ -133,9 +209,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if not args.lr > 0:
         raise OptionError(f"--lr {args.lr}: expected a positive learning rate")
     graph = _read_graph(args.graph)
-    data = _read_csv(args.data)
+    data = _read_rows(args.data)
     _refuse_overwrite(args.output, args.overwrite)
     _check_writable(args.output, "-o")
+    launched = _launch(args)
+    if launched is not None:
+        return launched
     from sedge_pyro.inference.model import SEDGEModel
 
     kwargs: dict[str, Any] = {"structure": args.structure}
@@ -159,7 +238,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     model.save(args.output, overwrite=args.overwrite)
-    if args.quiet:
+    if args.quiet or not _main_process():
         return 0
     chosen = model.chosen if model.structure in ("sparse", "dense", "joint") else {}
     steps = ", ".join(
@@ -167,8 +246,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         for k, h in model.history.items()
     )
     print(
-        f"fitted a {model.structure} SEDGEModel on {len(data)} rows ({steps}) in "
-        f"{seconds:.1f} s; saved to {args.output}"
+        f"fitted a {model.structure} SEDGEModel on {model.data_rows['rows']} rows ({steps}) in "
+        f"{seconds:.1f} s{_processes()}; saved to {args.output}"
     )
     return 0
 
@@ -189,6 +268,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             raise OptionError(f"-o {args.output!r}: expected a .csv or .nc file")
         _refuse_overwrite(args.output, args.overwrite)
         _check_writable(args.output, "-o")
+    launched = _launch(args)
+    if launched is not None:
+        return launched
     import torch
 
     from sedge_pyro.inference.model import SEDGEModel
@@ -225,6 +307,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         line += f"; mean P(target | x) = {float(sat.summary.loc['likelihood', 'all']):.3f}"
     except OptionError:
         pass  # models C-E have no per-spec likelihood to score the draws with
+    if not _main_process():
+        return 0  # every process holds all the draws; rank 0 writes them
     if args.output is not None:
         samples.save(args.output, overwrite=args.overwrite)
         if not args.quiet:
@@ -358,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     :returns: the exit code.
     """
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         with threads(args.threads, "--threads"), warnings.catch_warnings():
             _check_seed(getattr(args, "seed", None))

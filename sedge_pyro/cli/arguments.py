@@ -49,7 +49,11 @@ def add_fit(sub: Any, func: Command) -> None:
     """The ``sedge fit`` subcommand and its arguments, running ``func``."""
     p = sub.add_parser("fit", help="fit a SEDGE model to training rows and save it")
     p.add_argument("graph", help="graph file (.json node-link or .gml) or a registry example")
-    p.add_argument("data", help="training rows (S=1): a CSV with a column per feature and spec")
+    p.add_argument(
+        "data",
+        help="training rows (S=1), a column per feature and spec: a CSV file (read into "
+        "memory), or a Parquet file or a folder of Parquet or CSV files (streamed)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     p.add_argument(
         "--likelihood",
@@ -84,9 +88,22 @@ def add_fit(sub: Any, func: Command) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_nproc(p, "fit data-parallel in N processes on this machine (gloo on cpu, NCCL on cuda)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL file")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
     p.set_defaults(func=func)
+
+
+def add_nproc(p: Any, text: str) -> None:
+    """``--nproc N``: start the command in ``N`` processes through ``torch.distributed.run``."""
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"{text}, started by torch.distributed.run (default 1; under your own torchrun "
+        "or srun leave it out)",
+    )
 
 
 def add_sample(sub: Any, func: Command) -> None:
@@ -116,6 +133,7 @@ def add_sample(sub: Any, func: Command) -> None:
     )
     p.add_argument("--tolerance", type=float, help="continuous point targets: match within this")
     p.add_argument("--device", help="cpu or cuda (default cpu)")
+    add_nproc(p, "spread the chains over N processes on this machine")
     p.add_argument(
         "-o",
         "--output",
@@ -141,7 +159,11 @@ def add_backtest(sub: Any, func: Command) -> None:
         "and score the draws against the rows held out (MMD / its split-half floor). Prints a "
         "report ending in the method to trust; exit code 0, or 2 for bad input.",
     )
-    p.add_argument("data", help="training rows (S=1): a CSV with a column per feature and spec")
+    p.add_argument(
+        "data",
+        help="training rows (S=1), a column per feature and spec: a CSV file (read into "
+        "memory), or a Parquet file or a folder of Parquet or CSV files (streamed)",
+    )
     p.add_argument(
         "--graph",
         required=True,

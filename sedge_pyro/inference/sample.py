@@ -44,9 +44,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from sedge_pyro.errors import OptionError, SedgeError
 from sedge_pyro.inference.direct import sample_direct
+from sedge_pyro.inference.distributed import World, world
 from sedge_pyro.inference.dps import sample_dps
 from sedge_pyro.inference.draws import Draws, check_finite
 from sedge_pyro.inference.langevin import sample_langevin
@@ -72,6 +74,7 @@ __all__ = [
     "PARAMETERS",
     "RETURNS",
     "Draws",
+    "chain_seed",
     "check_finite",
     "sample",
     "shares_parameters",
@@ -147,7 +150,9 @@ PARAMETERS = """:param target: specification -> value (a number or category) or
     warning, and ``info["auto"]`` records the choice (``"auto"`` is
     :meth:`SEDGEModel.sample <sedge_pyro.inference.model.SEDGEModel.sample>`'s); see
     :mod:`sedge_pyro.inference.sample`.
-:param chains: independent chains (ArviZ's ``chain`` dimension).
+:param chains: independent chains (ArviZ's ``chain`` dimension). Under ``torchrun`` the
+    chains are spread over the processes, chain ``c`` drawn from its own seed, and every
+    process gets all of them (a multiple of the processes keeps them all busy).
 :param seed: seeds the draws.
 :param device: where to sample (default: the model's device).
 :param tolerance: for point targets on continuous specs, how close a training value
@@ -229,9 +234,15 @@ def sample(
         fixed = corrected(problem, selection, seed=seed, progress=progress)
     elif method in ("dps", "smc") or (method == "langevin" and options.get("kind") == "annealed"):
         fixed = diffusion_surrogate(problem, seed=seed, progress=progress)
+    where = world(dev)
     with fixed as selection_info:
-        draws = fn(problem, n, chains=chains, generator=generator, progress=progress, **options)
+        if where.distributed and chains > 1:
+            draws = _spread(fn, problem, n, chains, seed, where, progress, options)
+        else:
+            draws = fn(problem, n, chains=chains, generator=generator, progress=progress, **options)
     info = {"seconds": time.perf_counter() - start, "seed": int(seed), "device": str(dev)}
+    if where.distributed:
+        info["processes"] = where.size
     raw, stats = _checked(model, t, method, draws, (chains, n, problem.dim))
     info.update(draws.info)
     info.update(selection_info)
@@ -239,6 +250,62 @@ def sample(
     return Samples(
         raw, model.features, t.target, method, settings, stats, info, observed=t.observed()
     )
+
+
+def chain_seed(seed: int, chain: int) -> int:
+    """The seed of chain ``chain`` when chains are spread over processes: from
+    ``numpy.random.SeedSequence([seed, chain])``, so it depends on neither the number of
+    processes nor the chains a process runs.
+
+    >>> chain_seed(0, 0) != chain_seed(0, 1)
+    True
+    """
+    state = np.random.SeedSequence([int(seed), int(chain)]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+def _spread(
+    fn: Callable[..., Draws],
+    problem: Problem,
+    n: int,
+    chains: int,
+    seed: int,
+    where: World,
+    progress: bool,
+    options: Mapping[str, Any],
+) -> Draws:
+    """The chains spread over the processes of a ``torchrun`` job, gathered in every process.
+
+    Process ``r`` runs chains ``r, r + P, ...`` one at a time, chain ``c`` from its own
+    generator (:func:`chain_seed`), so the draws of a seed are the same with 2 processes or 8
+    (one process runs all chains in one call from one generator, which gives other draws of
+    the same distribution). ``info`` holds rank 0's figures.
+    """
+    mine = list(range(where.rank, chains, where.size))
+    parts = []
+    for c in mine:
+        gen = torch.Generator(device=problem.device).manual_seed(chain_seed(seed, c))
+        parts.append(
+            fn(problem, n, chains=1, generator=gen, progress=progress and where.main, **options)
+        )
+    local = {
+        c: (
+            d.x.detach().cpu(),
+            {k: _np(v) for k, v in d.stats.items()},
+            None if d.raw is None else np.asarray(d.raw),
+        )
+        for c, d in zip(mine, parts, strict=True)
+    }
+    gathered: list[Any] = [None] * where.size
+    dist.all_gather_object(gathered, local)
+    every = {c: v for part in gathered for c, v in part.items()}
+    order = [every[c] for c in range(chains)]
+    x = torch.cat([o[0] for o in order]).to(problem.device)
+    stats = {k: np.concatenate([o[1][k] for o in order]) for k in order[0][1]}
+    raws = [o[2] for o in order]
+    raw = None if any(r is None for r in raws) else np.concatenate(raws)
+    info = dict(parts[0].info) if parts else {}
+    return Draws(x, stats, info, raw)
 
 
 def _call(

@@ -114,8 +114,8 @@ class _Labels:
             if self.kind == "binary" and not ok01.all():
                 at = int(np.argmax(~ok01))
                 raise DataError(
-                    f"{batch.where(at)}: column {name!r} holds {series.iloc[at]!r}: a Bernoulli "
-                    "specification needs 0/1"
+                    f"{batch.where(at)}: column {name!r} holds {_show(series.iloc[at])}: a "
+                    "Bernoulli specification needs 0/1"
                 )
             self.binary &= bool(ok01.all())
             self.integer &= pd.api.types.is_integer_dtype(series) or self.boolean
@@ -251,7 +251,7 @@ def scan(
             if bad.any():
                 raise DataError(
                     f"{batch.where(int(np.argmax(bad)))}: column {selection!r} is "
-                    f"{frame[selection].iloc[int(np.argmax(bad))]!r}: fit on training rows "
+                    f"{_show(frame[selection].iloc[int(np.argmax(bad))])}: fit on training rows "
                     "(S=1) only"
                 )
             frame = frame.drop(columns=[selection])
@@ -270,6 +270,11 @@ def scan(
     return Scan(Columns(columns), total, total - n_val, kept.result(names), held.result(names))
 
 
+def _show(value: Any) -> str:
+    """A cell for a message: ``7``, ``'abc'``, ``nan`` (numpy scalars as Python's)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _finite(series: pd.Series, batch: Batch, name: str) -> np.ndarray:
     """A feature column of a batch as floats; the first text, missing or infinite cell is a
     :class:`DataError` naming its file and row.
@@ -282,8 +287,8 @@ def _finite(series: pd.Series, batch: Batch, name: str) -> np.ndarray:
     if bad.any():
         at = int(np.argmax(bad))
         raise DataError(
-            f"{batch.where(at)}: feature {name!r} holds {series.iloc[at]!r}: expected a finite "
-            "number"
+            f"{batch.where(at)}: feature {name!r} holds {_show(series.iloc[at])}: expected a "
+            "finite number"
         )
     return values
 
