@@ -6,7 +6,7 @@
 <Status.CONSERVATIVE: 'conservative'>
 """
 
-from sedge_pyro import datasets, diagnostics, examples
+from sedge_pyro import datasets, diagnostics, examples, table
 from sedge_pyro.diagnostics import (
     SpecSatisfaction,
     mmd,
@@ -27,6 +27,7 @@ from sedge_pyro.errors import (
 from sedge_pyro.expr import Factor, Factorization, Interval, Term, Var
 from sedge_pyro.graph import SpecGraph
 from sedge_pyro.identify import Assumption, Check, Component, Identification, Status, identify
+from sedge_pyro.table import Table
 from sedge_pyro.version import __version__
 
 # The torch/Pyro layers load on first use, so graph work (and `sedge identify`) stays light.
@@ -79,6 +80,7 @@ __all__ = [
     "SpecGraph",
     "SpecSatisfaction",
     "Status",
+    "Table",
     "TargetError",
     "Term",
     "Var",
@@ -98,4 +100,5 @@ __all__ = [
     "options",
     "pair_plot",
     "spec_satisfaction",
+    "table",
 ]

@@ -83,8 +83,20 @@ from sedge_pyro.identification import (
     validate_tolerance,
 )
 from sedge_pyro.separation import LocalGraph, Piece, min_separator, moral_pieces, piece_key
+from sedge_pyro.table import Table, is_table
 
-__all__ = ["Assumption", "Check", "Component", "Identification", "Status", "identify"]
+__all__ = [
+    "CHECK_ROWS",
+    "Assumption",
+    "Check",
+    "Component",
+    "Identification",
+    "Status",
+    "identify",
+]
+
+#: rows of a file the assumption checks run on (a uniform sample)
+CHECK_ROWS = 200_000
 
 
 def _sorted(names: Iterable[str]) -> list[str]:
@@ -386,7 +398,11 @@ def identify(
         :class:`~sedge_pyro.expr.Interval` (an event), on any subset of the specs.
     :param seen: the training rows (S = 1) with a column per target spec; they decide which
         values and combinations are seen. ``None``: each value is assumed seen alone and every
-        combination of two or more target specs is treated as novel.
+        combination of two or more target specs is treated as novel. Files too large for
+        memory may be given as a path to a Parquet or CSV file or folder, a
+        ``pyarrow.dataset`` or an :class:`~sedge_pyro.Table`: one pass reads the target specs
+        of every row (coverage is exact) and a uniform sample of :data:`CHECK_ROWS` rows, on
+        which the assumption checks run (:attr:`Identification.seen`).
     :param tolerance: for point targets on continuous specs, a training value within this
         distance counts as the target value (a number, or a dict per spec); default 0.1
         standard deviations of the column.
@@ -417,7 +433,17 @@ def identify(
     target = normalize_target(graph, target)
     validate_tolerance(tolerance, target)
     coverage = None
-    if seen is not None:
+    if is_table(seen):
+        # files: the target specs of every row decide coverage exactly; the assumption checks
+        # run on a uniform sample of every graph column (one pass over the files)
+        table = Table(seen)
+        table.require(list(target), "seen")
+        nodes = [c for c in (*graph.features, *graph.specs, graph.selection) if c in table.columns]
+        full, seen = table.read(list(target), nodes, keep=CHECK_ROWS)
+        validate_seen(graph, full, target)
+        seen = validate_seen(graph, seen, target)
+        coverage = Coverage(full, target, tolerance)
+    elif seen is not None:
         seen = validate_seen(graph, seen, target)
         coverage = Coverage(seen, target, tolerance)
     factorization: Factorization | None = None

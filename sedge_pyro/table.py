@@ -35,7 +35,7 @@ import pandas as pd
 
 from sedge_pyro.errors import DataError
 
-__all__ = ["Batch", "Table", "row_hash"]
+__all__ = ["Batch", "Table", "is_table", "row_hash"]
 
 #: file suffixes read as Parquet or CSV
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -60,6 +60,15 @@ def row_hash(rows: np.ndarray, seed: int = 0) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def is_table(data: Any) -> bool:
+    """Whether ``data`` names rows in files: a path, a ``pyarrow.dataset`` or a :class:`Table`
+    (a DataFrame, a dict of arrays, ``None`` are not).
+    """
+    if isinstance(data, (str, os.PathLike, Table)):
+        return True
+    return type(data).__module__.startswith("pyarrow")
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,35 @@ class Table:
                     offset += n
             except (OSError, ValueError, TypeError) as err:
                 raise DataError(f"file {unit.file!r} cannot be read: {err}") from None
+
+    def read(
+        self, whole: Sequence[str], sampled: Sequence[str], *, keep: int, seed: int = 0
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """In one pass: the columns ``whole`` of every row, and a uniform sample of ``keep``
+        rows (the smallest :func:`row_hash` values) of the columns ``sampled``.
+
+        :func:`~sedge_pyro.identify` reads a file this way: the target specs in full (which
+        combinations are seen must be exact), every graph column of a sample for the
+        assumption checks.
+        """
+        names = list(dict.fromkeys([*whole, *sampled]))
+        parts: list[pd.DataFrame] = []
+        sample: pd.DataFrame | None = None
+        keys = np.empty(0)
+        for batch in self.batches(names):
+            parts.append(batch.frame[list(whole)])
+            frame = (
+                pd.concat([sample, batch.frame[list(sampled)]], ignore_index=True)
+                if sample is not None
+                else batch.frame[list(sampled)].reset_index(drop=True)
+            )
+            keys = np.concatenate([keys, row_hash(batch.rows, seed)])
+            if len(keys) > keep:
+                top = np.sort(np.argpartition(keys, keep - 1)[:keep])
+                frame, keys = frame.iloc[top].reset_index(drop=True), keys[top]
+            sample = frame
+        assert sample is not None  # a table holds rows (see units)
+        return pd.concat(parts, ignore_index=True), sample
 
     def head(self, n: int = 5, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The first ``n`` rows as a DataFrame."""

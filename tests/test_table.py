@@ -91,3 +91,29 @@ def test_row_hash_is_uniform_and_depends_on_row_and_seed_only():
     assert abs(h.mean() - 0.5) < 0.003
     np.testing.assert_array_equal(row_hash(rows[5000:6000], 3), h[5000:6000])
     assert abs(np.corrcoef(h, row_hash(rows, 4))[0, 1]) < 0.01
+
+
+def test_identify_on_a_file_has_exact_coverage_and_checks_a_sample(tmp_path, monkeypatch):
+    import sys
+
+    ident = sys.modules["sedge_pyro.identify"]  # the module, not sp.identify the function
+    graph = sp.SpecGraph.from_parents({"z1": ["x1", "x2"], "z2": ["x2", "x3"]})
+    rng = np.random.default_rng(0)
+    n = 5000
+    df = pd.DataFrame(rng.normal(size=(n, 3)), columns=["x1", "x2", "x3"])
+    df["z1"] = rng.integers(0, 2, n)
+    df["z2"] = np.where(df["z1"] == 1, 0, rng.integers(0, 2, n))
+    df.loc[4321, ["z1", "z2"]] = 1  # the combination z1=1, z2=1 in one row of 5,000
+    df.to_parquet(tmp_path / "rows.parquet", row_group_size=1000)
+    monkeypatch.setattr(ident, "CHECK_ROWS", 100)
+    target = {"z1": 1, "z2": 1}
+    from_file = sp.identify(graph, target, tmp_path / "rows.parquet")
+    from_frame = sp.identify(graph, target, df)
+    assert from_file.status == from_frame.status == sp.Status.IDENTIFIABLE
+    assert str(from_file.factorization) == str(from_frame.factorization)
+    assert len(from_file.seen) == 100  # the checks' sample
+    df.loc[4321, "z2"] = 0
+    df.to_parquet(tmp_path / "rows.parquet", row_group_size=1000)
+    assert sp.identify(graph, target, tmp_path / "rows.parquet").status == sp.Status.CONSERVATIVE
+    with pytest.raises(sp.DataError, match="no column 'z3'"):
+        sp.identify(sp.SpecGraph.from_parents({"z3": ["x1"]}), {"z3": 1}, tmp_path / "rows.parquet")

@@ -52,7 +52,7 @@ def _cmd_identify(args: argparse.Namespace) -> int:
     from sedge_pyro.graph import SpecGraph
     from sedge_pyro.identify import identify
 
-    seen = _read_csv(args.data) if args.data else None
+    seen = _read_rows(args.data) if args.data else None
     note = ""
     if Path(args.graph).suffix.lower() in (".json", ".gml") or Path(args.graph).exists():
         graph = SpecGraph.read(args.graph)

@@ -11,7 +11,6 @@ by SVI on its own Pyro program with :func:`~sedge_pyro.inference.fit.fit_compone
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -45,17 +44,20 @@ from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
 from sedge_pyro.options import threads as torch_threads
-from sedge_pyro.table import Table
+from sedge_pyro.table import Table, is_table
 
 
 def _as_table(data: Any) -> Table | None:
     """``data`` as a :class:`~sedge_pyro.Table` when it names files (a path, a
     ``pyarrow.dataset``, a Table); ``None`` for a DataFrame or dict of arrays.
     """
-    if isinstance(data, (str, os.PathLike, Table)):
+    if is_table(data):
         return Table(data)
-    if type(data).__module__.startswith("pyarrow"):
-        return Table(data)
+    if not isinstance(data, (pd.DataFrame, Mapping)):
+        raise DataError(
+            f"data is {type(data).__name__}: expected a pandas DataFrame, a dict of arrays, or "
+            "a path to a Parquet or CSV file or folder (a pyarrow dataset, an sp.Table)"
+        )
     return None
 
 
@@ -192,7 +194,6 @@ class SEDGEModel(SEDGEProgram):
             if table is not None:
                 kept = self.tensors(found.kept, device=device)
                 held = self.tensors(found.held_out, device=device)
-                self._held_out_x = held["X"]
                 rows = StreamedRows(
                     table,
                     self.columns,  # type: ignore[arg-type]
@@ -220,7 +221,14 @@ class SEDGEModel(SEDGEProgram):
                 if table is not None and not (name == "prior" and "X_prior" in t):
                     data_of = self._stream(rows, pick, held, where, device)
                 self._fit_job(
-                    name, module, fn, tensors, kw, population="X_prior" in t, data=data_of
+                    name,
+                    module,
+                    fn,
+                    tensors,
+                    kw,
+                    population="X_prior" in t,
+                    data=data_of,
+                    held_x=held["X"] if table is not None else None,
                 )
         return self
 
@@ -262,8 +270,11 @@ class SEDGEModel(SEDGEProgram):
         """
 
         def batches(batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+            pin = device.type == "cuda"  # page-locked rows copy to the GPU asynchronously
             for codes in rows.batches(batch, generator):
-                yield pick(self.code_tensors(torch.from_numpy(codes).to(device)))
+                host = torch.from_numpy(codes)
+                host = host.pin_memory() if pin else host
+                yield pick(self.code_tensors(host.to(device, non_blocking=pin)))
 
         share = tuple(v[where.rank :: where.size] for v in pick(held))
         return Stream(self.data_rows["train_rows"], share, batches)
@@ -327,6 +338,7 @@ class SEDGEModel(SEDGEProgram):
         *,
         population: bool,
         data: Any = None,
+        held_x: torch.Tensor | None = None,
     ) -> None:
         """Fit one component with :func:`~sedge_pyro.inference.fit.fit_component` (and its
         ``"auto"`` rival, keeping the better) and record its history under ``name``.
@@ -335,6 +347,8 @@ class SEDGEModel(SEDGEProgram):
             setup and a closed-form rival.
         :param data: what it is fit on: ``tensors`` (the default) or a
             :class:`~sedge_pyro.inference.fit.Stream` of a file's rows.
+        :param held_x: a file's held-out features, all of them (a closed-form rival prior is
+            scored on them).
         """
         data = tensors if data is None else data
         if isinstance(module, Prior):
@@ -345,7 +359,7 @@ class SEDGEModel(SEDGEProgram):
         record = fit_component(module, fn, data, **fit_kw).to_dict()
         rival = self._rival(name, module, fit_kw["seed"])
         if rival is not None:
-            record = self._choose(name, module, record, rival, tensors, fit_kw, data)
+            record = self._choose(name, module, record, rival, tensors, fit_kw, data, held_x)
         if name == "prior":
             # p(X) of the population, or the training rows' p_D(X): the samplers of
             # a diffusion prior treat the two differently (inference/selection.py)
@@ -383,6 +397,7 @@ class SEDGEModel(SEDGEProgram):
         tensors: tuple[torch.Tensor, ...],
         fit_kw: dict[str, Any],
         data: Any,
+        held_x: torch.Tensor | None,
     ) -> dict[str, Any]:
         """Fit ``rival`` on the same rows and held-out split as ``module`` and keep whichever
         :data:`AUTO_MARGIN` favours (the Gaussian unless the flow's held-out NLL is lower by
@@ -394,7 +409,8 @@ class SEDGEModel(SEDGEProgram):
         if isinstance(rival, Prior) and not rival.trainable:  # the closed-form Gaussian
             x = tensors[0]
             if isinstance(data, Stream):  # the kept rows of a file, scored on its held-out rows
-                x_train, x_val = x, self._held_out_x
+                assert held_x is not None
+                x_train, x_val = x, held_x
             else:
                 val, train = (
                     i.to(x.device)

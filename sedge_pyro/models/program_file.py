@@ -80,6 +80,7 @@ class _ModelFile:
             "seen": None if self.seen is None else {c: self.seen[c].to_numpy() for c in self.seen},
             "components": comps,
             "history": copy.deepcopy(self.history),
+            "data_rows": dict(self.data_rows),
         }
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -154,4 +155,6 @@ class _ModelFile:
                 comps[key] = module
             model.components = comps
             model.history = dict(state["history"])
+            # files of before issue 24 do not say how many rows the fit read
+            model.data_rows = {k: int(v) for k, v in dict(state.get("data_rows") or {}).items()}
         return model

@@ -202,7 +202,9 @@ def _with(df, **cols):
         ),
         (lambda df: _with(df, x2=0.77), "'x2' is constant"),
         (lambda df: _with(df, S=0), "'S'"),
-        (lambda df: "not a frame", "str"),
+        (lambda df: 42, "data is int: expected a pandas DataFrame, a dict of arrays, or a path"),
+        # a string is a path to files (a Parquet or CSV file, a folder)
+        (lambda df: "not a frame", "data file 'not a frame' does not exist"),
     ],
 )
 def test_data_errors_name_the_column_and_count(synthetic, make, fragment):
