@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/paper_synthetic.py --seeds 5
 	$(BIN)/python benchmarks/paper_latent.py --runs 10
 	$(BIN)/python benchmarks/dual_estimator.py
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/pip install --quiet '$(TORCH_PIN)' -e '.[test,bench]'
 	$(BIN)/python benchmarks/small_sample.py --seeds 3 --jobs 2
 

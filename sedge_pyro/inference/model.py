@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from sedge_pyro.errors import DataError, SedgeError
 from sedge_pyro.inference.backtest import Backtest, run_backtest, sample_auto
-from sedge_pyro.inference.distributed import World, barrier, world
+from sedge_pyro.inference.distributed import World, all_sum, world
 from sedge_pyro.inference.fit import Stream, fit_component, split
 from sedge_pyro.inference.sample import sample as run_sampler
 from sedge_pyro.inference.sample import shares_parameters
@@ -285,10 +285,19 @@ class SEDGEModel(SEDGEProgram):
         and every process returns once the file is there.
         """
         where = world()
-        out = Path(path)
+        out, failed = Path(path), None
         if where.main:
-            out = super().save(path, overwrite=overwrite)
-        barrier(where)
+            try:
+                out = super().save(path, overwrite=overwrite)
+            except (SedgeError, OSError) as err:
+                failed = err
+        # every process learns whether rank 0 wrote the file (and none waits for ever)
+        if all_sum([float(failed is not None)], where)[0]:
+            if failed is not None:
+                raise failed
+            raise SedgeError(
+                f"{str(path)!r}: rank 0 could not write the model file (see its error)"
+            )
         return out
 
     def _start_fit(self, df: pd.DataFrame, seed: int) -> None:
