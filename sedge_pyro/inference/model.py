@@ -39,7 +39,7 @@ from sedge_pyro.models.sedge import (
     component_key,
     component_program,
 )
-from sedge_pyro.models.stream import Scan, StreamedRows, keep_note, scan
+from sedge_pyro.models.stream import Scan, StreamedRows, keep_note, kept_rows, scan
 from sedge_pyro.options import device as check_device
 from sedge_pyro.options import number, whole
 from sedge_pyro.options import seed as check_seed
@@ -133,7 +133,9 @@ class SEDGEModel(SEDGEProgram):
             ``val_fraction`` (at most :data:`~sedge_pyro.models.stream.VAL_ROWS` scored), and
             up to :data:`~sedge_pyro.models.stream.KEEP_ROWS` training rows, a uniform sample,
             are kept as :attr:`seen` for the samplers and the model file
-            (:attr:`data_rows` says how many of how many).
+            (:attr:`data_rows` says how many of how many). A DataFrame of more than
+            :data:`~sedge_pyro.models.stream.KEEP_ROWS` rows is fit on all of them and keeps
+            such a sample too.
         :param steps: SVI steps per component. The default grows with the rows: 100 passes
             over the training split, at least 2,000 and at most 10,000 steps (see
             :func:`~sedge_pyro.inference.fit.schedule`), always with held-out early stopping.
@@ -189,7 +191,7 @@ class SEDGEModel(SEDGEProgram):
                 found = self._scan(table, seed, val_fraction, progress, fresh=fresh)
             elif fresh:
                 self._start_fit(df, seed)
-                self.data_rows = {"rows": len(df)}
+                self.data_rows = {"rows": len(df), "kept_rows": len(self.seen)}
             self.to(device)
             if table is not None:
                 kept = self.tensors(found.kept, device=device)
@@ -306,7 +308,7 @@ class SEDGEModel(SEDGEProgram):
         """
         self.columns = Columns.fit(df, self.features, self.specs, self._kinds())
         cols = list(self.features) + list(self.specs)
-        self.seen = df[cols].reset_index(drop=True).copy()
+        self.seen = kept_rows(df[cols], seed).copy()
         torch.manual_seed(seed)
         self._build()
         self.history = {}

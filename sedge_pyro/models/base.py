@@ -61,10 +61,12 @@ def data_plate(name: str, n_batch: int, n_total: int | None) -> Iterator[None]:
     """A plate over a minibatch of ``n_batch`` rows standing for ``n_total`` rows.
 
     The log-likelihood is scaled by ``n_total / n_batch`` (Pyro's subsampling), so the loss of
-    one step estimates the loss of the whole data set.
+    one step estimates the loss of the whole data set. The minibatch is drawn by the caller,
+    so the plate is given it (``subsample``) rather than ``subsample_size``, with which Pyro
+    would draw ``randperm(n_total)`` of its own at every step: 10 ms a step at 10^6 rows.
     """
     size = n_batch if n_total is None else int(n_total)
-    with pyro.plate(name, size=size, subsample_size=n_batch):
+    with pyro.plate(name, size=size, subsample=torch.arange(n_batch)):
         yield
 
 

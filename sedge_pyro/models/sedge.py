@@ -119,10 +119,11 @@ class SEDGEProgram(_ModelFile, PyroModule):
         else:
             raise OptionError(f"prior={prior!r}: expected one of {', '.join(PRIORS)} or a dict")
         self.columns: Columns | None = None
-        #: the training rows (features and specs, raw units) the model was fit on
+        #: the training rows (features and specs, raw units) the model was fit on; at most
+        #: ``sedge_pyro.models.stream.KEEP_ROWS`` of them, a uniform sample, for larger data
         self.seen: pd.DataFrame | None = None
-        #: the rows of the last fit: ``{"rows": n}``, and from a file also ``train_rows``,
-        #: ``kept_rows`` (the rows in :attr:`seen`) and ``held_out_rows`` (scored)
+        #: the rows of the last fit: ``rows`` and ``kept_rows`` (those in :attr:`seen`), and
+        #: from a file also ``train_rows`` and ``held_out_rows`` (the held-out rows scored)
         self.data_rows: dict[str, int] = {}
         self.components = nn.ModuleDict()
         self.history: dict[str, dict[str, Any]] = {}

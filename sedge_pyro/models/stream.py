@@ -33,7 +33,16 @@ from sedge_pyro.errors import DataError
 from sedge_pyro.models.columns import KINDS, Column, Columns
 from sedge_pyro.table import Batch, Table, row_hash
 
-__all__ = ["BUFFER_ROWS", "KEEP_ROWS", "VAL_ROWS", "Scan", "StreamedRows", "scan"]
+__all__ = [
+    "BUFFER_ROWS",
+    "KEEP_ROWS",
+    "VAL_ROWS",
+    "Scan",
+    "StreamedRows",
+    "keep_note",
+    "kept_rows",
+    "scan",
+]
 
 #: training rows kept in memory from a file (the model's ``seen`` rows)
 KEEP_ROWS = 200_000
@@ -376,6 +385,18 @@ class StreamedRows:
             for start in range(0, cut, batch):
                 yield buffer[start : start + batch]
             buffer = buffer[cut:]
+
+
+def kept_rows(frame: pd.DataFrame, seed: int, keep: int = KEEP_ROWS) -> pd.DataFrame:
+    """The rows of a DataFrame a model keeps as its ``seen`` rows: all of them up to
+    ``keep``, else the ``keep`` rows with the smallest hashes, as :func:`scan` keeps a file's
+    (so that the samplers' memory and the model file stay bounded).
+    """
+    if len(frame) <= keep:
+        return frame.reset_index(drop=True)
+    keys = row_hash(np.arange(len(frame)), seed + _KEEP_SALT)
+    top = np.sort(np.argpartition(keys, keep - 1)[:keep])
+    return frame.iloc[top].reset_index(drop=True)
 
 
 def keep_note(scan: Scan) -> dict[str, Any]:

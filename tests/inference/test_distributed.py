@@ -30,6 +30,7 @@ def test_a_parquet_fit_matches_the_dataframe_fit(tmp_path):
     assert _nll(from_file, test) == pytest.approx(_nll(from_frame, test), abs=0.03)
     assert from_file.data_rows["rows"] == 4000
     assert from_file.data_rows["kept_rows"] == from_file.data_rows["train_rows"]
+    assert from_frame.data_rows == {"rows": 4000, "kept_rows": 4000}
     assert len(from_file.seen) == from_file.data_rows["kept_rows"] > 3400
     # the saved model holds the kept rows and loads without the file
     from_file.save(tmp_path / "m.safetensors")

@@ -145,3 +145,15 @@ def test_minibatches_are_full_mixed_and_encoded(tmp_path):
     codes = np.concatenate(first)[:, 5]
     assert set(np.unique(codes)) == {0.0, 1.0, 2.0}  # every label early, though sorted
     assert abs(np.concatenate(first)[:, 0].mean()) < 0.2  # standardised
+
+
+def test_a_large_frame_keeps_a_bounded_uniform_sample():
+    from sedge_pyro.models.stream import kept_rows
+
+    df = pd.DataFrame({"i": np.arange(10_000)})
+    small = kept_rows(df.iloc[:50], seed=0, keep=100)
+    pd.testing.assert_frame_equal(small, df.iloc[:50])
+    kept = kept_rows(df, seed=0, keep=1000)
+    assert len(kept) == 1000 and kept["i"].is_unique
+    assert abs(kept["i"].mean() - 5000) < 300  # uniform over the rows
+    pd.testing.assert_frame_equal(kept, kept_rows(df, seed=0, keep=1000))
