@@ -62,6 +62,15 @@ def row_hash(rows: np.ndarray, seed: int = 0) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def missing_columns(what: str, missing: Sequence[str], have: Sequence[Any]) -> DataError:
+    """The error for columns a frame or file lacks, naming the first and the ones it has."""
+    return DataError(
+        f"{what} has no column {missing[0]!r}"
+        + (f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
+        + f": expected a column per graph node, got {', '.join(map(str, have))}"
+    )
+
+
 def is_table(data: Any) -> bool:
     """Whether ``data`` names rows in files: a path, a ``pyarrow.dataset`` or a :class:`Table`
     (a DataFrame, a dict of arrays, ``None`` are not).
@@ -173,11 +182,7 @@ class Table:
         """
         missing = [n for n in names if n not in self.columns]
         if missing:
-            raise DataError(
-                f"{what} {self.name!r} has no column {missing[0]!r}"
-                + (f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
-                + f": expected a column per graph node, got {', '.join(self.columns)}"
-            )
+            raise missing_columns(f"{what} {self.name!r}", missing, self.columns)
 
     def batches(
         self,

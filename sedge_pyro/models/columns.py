@@ -19,6 +19,7 @@ import torch
 # "auto"; identify's check of text cells in a column of numbers uses the same bound
 from sedge_pyro.assumptions import MAX_CATEGORIES, refuse_stray_text
 from sedge_pyro.errors import DataError
+from sedge_pyro.table import missing_columns
 
 __all__ = ["Column", "Columns", "as_frame", "infer_kind"]
 
@@ -212,11 +213,7 @@ def check_columns(df: pd.DataFrame, names: Sequence[str], what: str = "data") ->
     """
     missing = [n for n in names if n not in df.columns]
     if missing:
-        raise DataError(
-            f"{what} has no column {missing[0]!r}"
-            + (f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "")
-            + f": expected a column per graph node, got {', '.join(map(str, df.columns))}"
-        )
+        raise missing_columns(what, missing, list(df.columns))
     for name in names:
         values = df[name]
         nan = int(values.isna().sum())
